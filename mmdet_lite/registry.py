@@ -1,0 +1,126 @@
+"""Registries of mmdet_lite.
+
+Every registry is a child of the matching mmengine root registry, with scope ``mmdet_lite``.
+Lookups fall back to the parent, so a config can name mmengine and mmcv components
+(``ConvModule``, ``ContextBlock``, ``LoadImageFromFile``, ``AdamW`` ...) next to ours.
+
+``locations`` lists the modules that define the registered classes: building a type by name
+imports them on first use, so ``import mmdet_lite`` itself stays light.
+
+An unknown type raises a ``KeyError`` naming the type, the registry and its scope, and the
+closest registered names (ours and the parents').
+"""
+import difflib
+from typing import List, Optional, Type
+
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOG_PROCESSORS as MMENGINE_LOG_PROCESSORS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import \
+    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
+from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
+from mmengine.registry import \
+    RUNNER_CONSTRUCTORS as MMENGINE_RUNNER_CONSTRUCTORS
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
+from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
+from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
+from mmengine.registry import \
+    WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
+from mmengine.registry import Registry as MMEngineRegistry
+
+SCOPE = 'mmdet_lite'
+
+
+class Registry(MMEngineRegistry):
+    """An mmengine ``Registry`` whose failed lookups say what was meant.
+
+    ``get`` raises ``KeyError`` for an unknown name instead of returning ``None``, with the
+    registry, its scope and the closest registered names, so a typo in a config
+    (``type='ResNett'``) points at the fix.
+    """
+
+    def get(self, key: str) -> Optional[Type]:
+        obj = super().get(key)
+        if obj is None and isinstance(key, str):
+            raise KeyError(self._unknown_message(key))
+        return obj
+
+    def __contains__(self, key: str) -> bool:
+        try:
+            return super().get(key) is not None
+        except KeyError:
+            return False
+
+    def known_names(self) -> List[str]:
+        """All names this registry resolves: its own and those of its ancestors."""
+        names, registry = set(), self
+        while registry is not None:
+            names.update(registry.module_dict.keys())
+            registry = registry.parent
+        return sorted(names)
+
+    def _unknown_message(self, key: str) -> str:
+        _, real_key = self.split_scope_key(key)
+        names = self.known_names()
+        close = difflib.get_close_matches(real_key, names, n=5, cutoff=0.5)
+        if not close:  # fall back to case-insensitive substring matches
+            close = [n for n in names if real_key.lower() in n.lower()][:5]
+        hint = (f'Did you mean one of: {", ".join(close)}?' if close else
+                f'Registered names include: {", ".join(names[:20])}'
+                f'{" ..." if len(names) > 20 else ""}.')
+        return (f"Unknown type '{key}' in the '{self.name}' registry (scope "
+                f"'{self.scope}'). {hint} A custom class must be registered with "
+                f"@{self.name.upper()}.register_module() in a module that is imported, e.g. "
+                "through `custom_imports = dict(imports=[...])` in the config.")
+
+
+def _child(name: str, parent: MMEngineRegistry, locations: List[str]) -> Registry:
+    return Registry(name, parent=parent, scope=SCOPE, locations=locations)
+
+
+# Runner and its parts.
+RUNNERS = _child('runner', MMENGINE_RUNNERS, ['mmdet_lite.engine'])
+RUNNER_CONSTRUCTORS = _child('runner constructor', MMENGINE_RUNNER_CONSTRUCTORS,
+                             ['mmdet_lite.engine'])
+LOOPS = _child('loop', MMENGINE_LOOPS, ['mmdet_lite.engine'])
+HOOKS = _child('hook', MMENGINE_HOOKS, ['mmdet_lite.engine'])
+
+# Data.
+DATASETS = _child('dataset', MMENGINE_DATASETS, ['mmdet_lite.datasets'])
+DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS, ['mmdet_lite.datasets'])
+TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, ['mmdet_lite.datasets.transforms'])
+
+# Models and the pieces they are built from.
+MODELS = _child('model', MMENGINE_MODELS, ['mmdet_lite.models'])
+MODEL_WRAPPERS = _child('model_wrapper', MMENGINE_MODEL_WRAPPERS, ['mmdet_lite.models'])
+WEIGHT_INITIALIZERS = _child('weight initializer', MMENGINE_WEIGHT_INITIALIZERS,
+                             ['mmdet_lite.models'])
+TASK_UTILS = _child('task util', MMENGINE_TASK_UTILS, ['mmdet_lite.models'])
+
+# Optimization.
+OPTIMIZERS = _child('optimizer', MMENGINE_OPTIMIZERS, ['mmdet_lite.engine'])
+OPTIM_WRAPPERS = _child('optim_wrapper', MMENGINE_OPTIM_WRAPPERS, ['mmdet_lite.engine'])
+OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
+                                    MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+                                    ['mmdet_lite.engine'])
+PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS,
+                          ['mmdet_lite.engine'])
+
+# Evaluation.
+METRICS = _child('metric', MMENGINE_METRICS, ['mmdet_lite.evaluation'])
+EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR, ['mmdet_lite.evaluation'])
+
+# Visualization and logging.
+VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS, ['mmdet_lite.visualization'])
+VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS, ['mmdet_lite.visualization'])
+LOG_PROCESSORS = _child('log_processor', MMENGINE_LOG_PROCESSORS, ['mmdet_lite.engine'])

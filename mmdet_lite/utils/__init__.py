@@ -1,0 +1,9 @@
+"""Utilities: module registration, environment helpers and shared type aliases."""
+from .setup_env import register_all_modules
+from .typing_utils import (ConfigType, InstanceList, MultiConfig, OptConfigType,
+                           OptInstanceList, OptMultiConfig, RangeType)
+
+__all__ = [
+    'register_all_modules', 'ConfigType', 'OptConfigType', 'MultiConfig', 'OptMultiConfig',
+    'InstanceList', 'OptInstanceList', 'RangeType'
+]

@@ -1,0 +1,2 @@
+"""Version of mmdet_lite."""
+__version__ = '0.1.0'
