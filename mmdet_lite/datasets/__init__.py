@@ -1,1 +1,12 @@
+"""Datasets and samplers: importing this package registers them into ``DATASETS`` and
+``DATA_SAMPLERS``."""
+from .base_det_dataset import BaseDetDataset
+from .coco import COCO_CLASSES, COCO_PALETTE, CocoDataset
+from .samplers import AspectRatioBatchSampler
+from .shapes import ShapesDataset
+from .shapes_generator import SHAPES_CLASSES, generate_shapes_split
 
+__all__ = [
+    'BaseDetDataset', 'CocoDataset', 'COCO_CLASSES', 'COCO_PALETTE', 'ShapesDataset',
+    'SHAPES_CLASSES', 'generate_shapes_split', 'AspectRatioBatchSampler'
+]

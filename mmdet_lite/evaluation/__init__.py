@@ -1,1 +1,3 @@
-
+"""Evaluation: metrics and their helpers."""
+from .functional import *  # noqa: F401,F403
+from .metrics import *  # noqa: F401,F403

@@ -1,1 +1,4 @@
+"""Data preprocessors: turn collated dataloader output into model-ready batches."""
+from .data_preprocessor import DetDataPreprocessor
 
+__all__ = ['DetDataPreprocessor']

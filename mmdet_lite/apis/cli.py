@@ -1,0 +1,106 @@
+"""Shared pieces of the command-line tools: config loading, work dirs, one-line errors."""
+import difflib
+import functools
+import os
+import os.path as osp
+import sys
+from typing import Callable, List, Optional
+
+from mmengine.config import Config, DictAction
+
+DEBUG_ENV = 'MMDET_LITE_DEBUG'
+
+
+class UserInputError(ValueError):
+    """Bad input from the command line or a config; reported in one line, no traceback."""
+
+
+def exit_on_user_error(main: Callable) -> Callable:
+    """Turn input errors raised by ``main`` into a one-line message and exit status 2.
+
+    Missing files, unknown config keys or types and invalid values are the user's to fix,
+    so a traceback into mmdet_lite's internals does not help them. Set ``MMDET_LITE_DEBUG=1``
+    to get the traceback anyway.
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except (FileNotFoundError, KeyError, ValueError) as err:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            print(f'error: {message}  (set {DEBUG_ENV}=1 for the traceback)',
+                  file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
+
+
+def load_config(path: str, cfg_options: Optional[List[str]] = None) -> Config:
+    """Load a config file and apply ``--cfg-options KEY=VALUE`` overrides.
+
+    Every overridden key must already exist in the config (a typo would otherwise add a
+    new, silently ignored key); the error lists the nearest existing keys.
+
+    Args:
+        path (str): Config file.
+        cfg_options (list[str], optional): ``KEY=VALUE`` strings as given on the command
+            line (values parsed like mmengine's ``DictAction``: ints, floats, lists, tuples).
+
+    Returns:
+        Config: The merged config.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file not found: {path}')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        options = parse_cfg_options(cfg_options)
+        for key in options:
+            check_key_exists(cfg, key)
+        cfg.merge_from_dict(options)
+    return cfg
+
+
+def parse_cfg_options(items: List[str]) -> dict:
+    """Parse ``KEY=VALUE`` strings the way mmengine's ``DictAction`` does."""
+    options = {}
+    for item in items:
+        if '=' not in item:
+            raise UserInputError(f'--cfg-options expects KEY=VALUE, got {item!r}')
+        key, value = item.split('=', maxsplit=1)
+        options[key] = DictAction._parse_iterable(value)
+    return options
+
+
+def check_key_exists(cfg: Config, dotted_key: str) -> None:
+    """Raise ``KeyError`` naming the nearest keys when ``dotted_key`` is not in ``cfg``."""
+    node, walked = cfg._cfg_dict, []
+    for part in dotted_key.split('.'):
+        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            options = list(node.keys()) if isinstance(node, dict) else []
+            prefix = '.'.join(walked)
+            near = difflib.get_close_matches(part, options, n=5, cutoff=0.4)
+            near = [f'{prefix}.{k}' if prefix else k for k in near]
+            hint = (f'nearest keys: {", ".join(near)}' if near else
+                    f'keys at {prefix or "the top level"}: '
+                    f'{", ".join(map(str, options[:15])) or "(none)"}')
+            raise KeyError(f'--cfg-options: {dotted_key!r} is not a key of the config '
+                           f'({part!r} not found under {prefix or "the top level"}); {hint}')
+        walked.append(part)
+
+
+def setup_work_dir(cfg: Config, config_path: str, work_dir: Optional[str]) -> None:
+    """Set ``cfg.work_dir``: CLI flag > config value > ``./work_dirs/<config name>``.
+
+    Existing work dirs are reused as they are: nothing in them is deleted.
+    """
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])

@@ -1,0 +1,4 @@
+"""Samplers for detection data loaders."""
+from .batch_sampler import AspectRatioBatchSampler
+
+__all__ = ['AspectRatioBatchSampler']

@@ -1,0 +1,143 @@
+"""Resize an image together with its boxes, masks and semantic map."""
+from numbers import Number
+from typing import Optional, Tuple, Union
+
+import mmcv
+import numpy as np
+from mmcv.image.geometric import _scale_size
+from mmcv.transforms import BaseTransform
+
+from mmdet_lite.registry import TRANSFORMS
+
+
+@TRANSFORMS.register_module()
+class Resize(BaseTransform):
+    """Resize ``img`` to ``scale`` (or by ``scale_factor``) and everything aligned with it.
+
+    Without ``keep_ratio`` the image becomes exactly ``scale`` = (w, h). With ``keep_ratio``
+    it follows ``mmcv.imrescale``: the largest size whose long edge fits ``max(scale)`` and
+    whose short edge fits ``min(scale)``, so (1333, 800) means "long edge <= 1333, short
+    edge <= 800". ``scale`` wins when both ``scale`` and ``scale_factor`` are set.
+
+    ``RandomResize``/``RandomChoiceResize`` build this transform with ``scale=0`` and set
+    ``self.scale`` before each call.
+
+    Modified keys: ``img``, ``img_shape``, ``gt_bboxes``, ``gt_masks``, ``gt_seg_map``.
+    Added keys: ``scale`` (w, h), ``scale_factor`` (w_scale, h_scale), ``keep_ratio``.
+
+    Args:
+        scale (int | tuple[int, int], optional): Target (w, h); an int means (s, s).
+            Defaults to None.
+        scale_factor (float | tuple[float, float], optional): Factor(s) (w, h) applied to
+            the input size when ``scale`` is not set. Defaults to None.
+        keep_ratio (bool): Keep the aspect ratio (see above). Defaults to False.
+        clip_object_border (bool): Clip boxes to the resized image. Defaults to True.
+        backend (str): ``'cv2'`` or ``'pillow'``. Defaults to 'cv2'.
+        interpolation (str): Image interpolation; masks and semantic maps always use
+            nearest. Defaults to 'bilinear'.
+    """
+
+    def __init__(self,
+                 scale: Optional[Union[int, Tuple[int, int]]] = None,
+                 scale_factor: Optional[Union[float, Tuple[float, float]]] = None,
+                 keep_ratio: bool = False,
+                 clip_object_border: bool = True,
+                 backend: str = 'cv2',
+                 interpolation: str = 'bilinear') -> None:
+        if scale is None and scale_factor is None:
+            raise ValueError('Resize needs `scale` (w, h) or `scale_factor`; both are None.')
+        if backend not in ('cv2', 'pillow'):
+            raise ValueError(f"Resize: backend must be 'cv2' or 'pillow', got {backend!r}.")
+        self.scale = _as_pair(scale, 'scale') if scale else scale
+        self.scale_factor = (None if scale_factor is None else
+                             _as_pair(scale_factor, 'scale_factor'))
+        self.keep_ratio = keep_ratio
+        self.clip_object_border = clip_object_border
+        self.backend = backend
+        self.interpolation = interpolation
+
+    def transform(self, results: dict) -> dict:
+        """Resize ``results['img']`` and the annotations aligned with it.
+
+        Args:
+            results (dict): Pipeline results with ``img`` (H x W x C).
+
+        Returns:
+            dict: ``results`` with the resized entries.
+        """
+        if 'img' not in results:
+            raise KeyError("Resize needs results['img'] (run LoadImageFromFile first).")
+        if self.scale:
+            results['scale'] = _as_pair(self.scale, 'scale')
+        elif self.scale_factor is not None:
+            h, w = results['img'].shape[:2]
+            results['scale'] = _scale_size((w, h), self.scale_factor)
+        else:
+            raise ValueError('Resize has neither a `scale` nor a `scale_factor` to resize to '
+                             '(scale=0 is only a placeholder for RandomResize).')
+        self._resize_img(results)
+        self._resize_bboxes(results)
+        self._resize_masks(results)
+        self._resize_seg(results)
+        return results
+
+    def _resize_img(self, results: dict) -> None:
+        img = results['img']
+        h, w = img.shape[:2]
+        if self.keep_ratio:
+            img = mmcv.imrescale(img, results['scale'], interpolation=self.interpolation,
+                                 backend=self.backend)
+        else:
+            img = mmcv.imresize(img, results['scale'], interpolation=self.interpolation,
+                                backend=self.backend)
+        new_h, new_w = img.shape[:2]
+        results['img'] = img
+        results['img_shape'] = (new_h, new_w)
+        # Measured from the rounded output size so boxes land exactly on the resized pixels.
+        results['scale_factor'] = (new_w / w, new_h / h)
+        results['keep_ratio'] = self.keep_ratio
+
+    def _resize_bboxes(self, results: dict) -> None:
+        if results.get('gt_bboxes') is None:
+            return
+        w_scale, h_scale = results['scale_factor']
+        bboxes = results['gt_bboxes'] * np.array([w_scale, h_scale, w_scale, h_scale],
+                                                 dtype=np.float32)
+        if self.clip_object_border:
+            h, w = results['img_shape']
+            bboxes[:, 0::2] = bboxes[:, 0::2].clip(0, w)
+            bboxes[:, 1::2] = bboxes[:, 1::2].clip(0, h)
+        results['gt_bboxes'] = bboxes.astype(np.float32)
+
+    def _resize_masks(self, results: dict) -> None:
+        if results.get('gt_masks') is None:
+            return
+        if self.keep_ratio:
+            # rescale() rounds the size the same way imrescale did for the image.
+            results['gt_masks'] = results['gt_masks'].rescale(results['scale'])
+        else:
+            results['gt_masks'] = results['gt_masks'].resize(results['img_shape'])
+
+    def _resize_seg(self, results: dict) -> None:
+        if results.get('gt_seg_map') is None:
+            return
+        resize = mmcv.imrescale if self.keep_ratio else mmcv.imresize
+        results['gt_seg_map'] = resize(results['gt_seg_map'], results['scale'],
+                                       interpolation='nearest', backend=self.backend)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(scale={self.scale}, '
+                f'scale_factor={self.scale_factor}, keep_ratio={self.keep_ratio}, '
+                f'clip_object_border={self.clip_object_border}, '
+                f"backend='{self.backend}', interpolation='{self.interpolation}')")
+
+
+def _as_pair(value: Union[Number, Tuple[Number, Number]], name: str) -> tuple:
+    """A number becomes (v, v); a pair stays a tuple; anything else is an error."""
+    if isinstance(value, Number):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, Number) for v in value):
+        return tuple(value)
+    raise TypeError(f'Resize: `{name}` must be a number or a (w, h) pair of numbers, '
+                    f'got {value!r}.')

@@ -1,0 +1,5 @@
+"""Training hooks."""
+from .num_class_check_hook import NumClassCheckHook, check_num_classes
+from .visualization_hook import DetVisualizationHook
+
+__all__ = ['NumClassCheckHook', 'check_num_classes', 'DetVisualizationHook']

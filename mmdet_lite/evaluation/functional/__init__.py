@@ -1,0 +1,8 @@
+"""Evaluation helpers shared by the metrics."""
+from .coco_utils import (gt_to_coco_dict, masks_to_original_shape, results_to_coco,
+                         sample_to_gt_dict, xyxy_to_xywh)
+
+__all__ = [
+    'gt_to_coco_dict', 'masks_to_original_shape', 'results_to_coco',
+    'sample_to_gt_dict', 'xyxy_to_xywh'
+]

@@ -1,0 +1,123 @@
+"""Two-stage detectors: backbone -> neck -> RPN proposals -> RoI head."""
+import copy
+from typing import Dict, Tuple
+
+import torch
+from torch import Tensor
+
+from mmdet_lite.registry import MODELS
+from mmdet_lite.structures import OptSampleList, SampleList
+from mmdet_lite.utils import ConfigType, OptConfigType, OptMultiConfig
+from .base import BaseDetector
+
+
+@MODELS.register_module()
+class TwoStageDetector(BaseDetector):
+    """A proposal network followed by a RoI head (Faster/Mask R-CNN and relatives).
+
+    Args:
+        backbone (dict): e.g. ResNet-50, giving C2..C5.
+        neck (dict, optional): e.g. FPN, giving P2..P6.
+        rpn_head (dict, optional): Region proposal head; gets ``train_cfg.rpn`` and
+            ``test_cfg.rpn``.
+        roi_head (dict, optional): Second stage; gets ``train_cfg.rcnn`` and
+            ``test_cfg.rcnn``.
+        train_cfg (dict, optional): ``rpn``, ``rpn_proposal`` and ``rcnn`` parts.
+        test_cfg (dict, optional): ``rpn`` and ``rcnn`` parts.
+        data_preprocessor (dict, optional): Batch normalization/padding.
+        init_cfg (dict, optional): Initialization config.
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 neck: OptConfigType = None,
+                 rpn_head: OptConfigType = None,
+                 roi_head: OptConfigType = None,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        if neck is not None:
+            self.neck = MODELS.build(neck)
+        train_cfg = train_cfg or {}
+        test_cfg = test_cfg or {}
+        if rpn_head is not None:
+            rpn_head = copy.deepcopy(rpn_head)
+            rpn_head.update(train_cfg=train_cfg.get('rpn'), test_cfg=test_cfg.get('rpn'))
+            self.rpn_head = MODELS.build(rpn_head)
+        if roi_head is not None:
+            roi_head = copy.deepcopy(roi_head)
+            roi_head.update(train_cfg=train_cfg.get('rcnn'), test_cfg=test_cfg.get('rcnn'))
+            self.roi_head = MODELS.build(roi_head)
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+
+    @property
+    def with_rpn(self) -> bool:
+        return getattr(self, 'rpn_head', None) is not None
+
+    @property
+    def with_roi_head(self) -> bool:
+        return getattr(self, 'roi_head', None) is not None
+
+    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        """Backbone then neck.
+
+        Args:
+            inputs (Tensor): [B, 3, H, W].
+
+        Returns:
+            tuple[Tensor]: With ResNet-50 + FPN: 5 maps [B, 256, H/4, W/4] ...
+            [B, 256, H/64, W/64].
+        """
+        x = self.backbone(inputs)  # [B, 256, H/4, W/4] ... [B, 2048, H/32, W/32]
+        if self.with_neck:
+            x = self.neck(x)  # [B, 256, H/4, W/4] ... [B, 256, H/64, W/64]
+        return x
+
+    def _proposals(self, x: Tuple[Tensor, ...], data_samples: SampleList):
+        """RPN proposals, or those carried by the samples when there is no RPN."""
+        if self.with_rpn:
+            return self.rpn_head.predict(x, data_samples, rescale=False)
+        return [sample.proposals for sample in data_samples]
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
+        """RPN losses (``loss_rpn_cls``, ``loss_rpn_bbox``) plus RoI head losses."""
+        x = self.extract_feat(inputs)
+        losses = dict()
+        if self.with_rpn:
+            proposal_cfg = self.train_cfg.get('rpn_proposal', self.test_cfg.get('rpn'))
+            # The RPN is class-agnostic: RPNHead treats every GT box as label 0 itself.
+            rpn_losses, proposals = self.rpn_head.loss_and_predict(
+                x, data_samples, proposal_cfg=proposal_cfg)
+            for key in list(rpn_losses):
+                if 'loss' in key and 'rpn' not in key:
+                    rpn_losses[f'rpn_{key}'] = rpn_losses.pop(key)
+            losses.update(rpn_losses)
+        else:
+            proposals = [sample.proposals for sample in data_samples]
+        losses.update(self.roi_head.loss(x, proposals, data_samples))
+        return losses
+
+    def predict(self, inputs: Tensor, data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        """Detections in original-image pixels (``rescale=True``) as ``pred_instances``."""
+        x = self.extract_feat(inputs)
+        proposals = self._proposals(x, data_samples)
+        results = self.roi_head.predict(x, proposals, data_samples, rescale=rescale)
+        return self.add_pred_to_datasample(data_samples, results)
+
+    def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> tuple:
+        """RPN maps plus RoI head outputs for the RPN's proposals."""
+        x = self.extract_feat(inputs)
+        outs = ()
+        if self.with_rpn:
+            outs = outs + (self.rpn_head(x), )
+        if data_samples is None:
+            from mmdet_lite.structures import DetDataSample
+            data_samples = [DetDataSample(metainfo=dict(img_shape=inputs.shape[-2:]))
+                            for _ in range(inputs.size(0))]
+        proposals = self._proposals(x, data_samples)
+        return outs + (self.roi_head.forward(x, proposals, data_samples), )

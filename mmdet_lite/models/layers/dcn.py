@@ -1,0 +1,202 @@
+"""Deformable convolutions (DCN v1 and the modulated DCNv2) built on ``torchvision.ops``.
+
+They stand in for mmcv's compiled ``DeformConv2dPack`` (``type='DCN'``) and
+``ModulatedDeformConv2dPack`` (``type='DCNv2'``): same constructor arguments, same parameter
+names (``weight``, ``bias``, ``conv_offset.weight``, ``conv_offset.bias``) and the same offset
+layout, so mmdetection DCN checkpoints load unchanged.
+
+Each layer predicts its own sampling offsets (and, for DCNv2, modulation masks) from its input
+with a plain conv, ``conv_offset``, that starts at zero: at initialisation DCN equals a plain
+convolution and DCNv2 equals half of it (sigmoid(0) = 0.5).
+
+Both types are registered in mmdet_lite's ``MODELS`` and in mmengine's root ``MODELS``, where
+``mmcv.cnn.build_conv_layer`` looks when no default scope is set, so ``conv_cfg=dict(type='DCN')``
+works anywhere a conv config is accepted.
+"""
+import math
+from typing import Tuple, Union
+
+import torch
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+from torchvision.ops import deform_conv2d
+
+from mmdet_lite.registry import MODELS
+
+IntOrPair = Union[int, Tuple[int, int]]
+
+
+class _DeformConvBase(nn.Module):
+    """Shared parameters and checks of the two deformable convs.
+
+    Args:
+        in_channels (int): Input channels C_in.
+        out_channels (int): Output channels C_out.
+        kernel_size (int | tuple[int, int]): Kernel size (kh, kw).
+        stride (int | tuple[int, int]): Stride. Defaults to 1.
+        padding (int | tuple[int, int]): Zero padding. Defaults to 0.
+        dilation (int | tuple[int, int]): Kernel dilation. Defaults to 1.
+        groups (int): Groups of the main convolution. Defaults to 1.
+        deform_groups (int): Channel groups that each get their own offsets. Defaults to 1.
+        bias (bool): Whether the main convolution has a bias.
+        values_per_position (int): Offset-conv outputs per kernel position and deform group:
+            2 for (dy, dx), 3 for (dy, dx, mask).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair,
+                 stride: IntOrPair, padding: IntOrPair, dilation: IntOrPair, groups: int,
+                 deform_groups: int, bias: bool, values_per_position: int) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f'{name}: in_channels ({in_channels}) and out_channels '
+                             f'({out_channels}) must be divisible by groups ({groups}).')
+        if in_channels % deform_groups:
+            raise ValueError(f'{name}: in_channels ({in_channels}) must be divisible by '
+                             f'deform_groups ({deform_groups}).')
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.groups = groups
+        self.deform_groups = deform_groups
+        # nn.Conv2d attributes some tools (e.g. FLOP counters) read from any conv layer.
+        self.transposed = False
+        self.output_padding = (0, 0)
+
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter('bias', None)
+        num_positions = self.kernel_size[0] * self.kernel_size[1]
+        # Same geometry as the main conv, so offsets come out at the output resolution.
+        self.conv_offset = nn.Conv2d(
+            in_channels, deform_groups * values_per_position * num_positions,
+            kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+            dilation=self.dilation, bias=True)
+        self._reset_main_weights()
+        self.init_weights()
+
+    def _reset_main_weights(self) -> None:
+        # mmcv's uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = C_in * kh * kw.
+        stdv = 1.0 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        nn.init.uniform_(self.weight, -stdv, stdv)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def init_weights(self) -> None:
+        """Zero the offset conv: sampling starts on the regular grid.
+
+        mmengine's ``BaseModule.init_weights`` calls this after a parent's ``init_cfg`` (e.g.
+        ResNet's Kaiming init of every ``Conv2d``) has run, which restores the zero offsets.
+        """
+        nn.init.zeros_(self.conv_offset.weight)
+        nn.init.zeros_(self.conv_offset.bias)
+
+    def _deform(self, x: Tensor, offset: Tensor, mask: Union[Tensor, None]) -> Tensor:
+        return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride,
+                             padding=self.padding, dilation=self.dilation, mask=mask)
+
+    def extra_repr(self) -> str:
+        return (f'{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, '
+                f'stride={self.stride}, padding={self.padding}, dilation={self.dilation}, '
+                f'groups={self.groups}, deform_groups={self.deform_groups}, '
+                f'bias={self.bias is not None}')
+
+
+@MODELS.register_module('DCN')
+class DeformConv2dPack(_DeformConvBase):
+    """Deformable convolution v1 (`Dai et al. 2017 <https://arxiv.org/abs/1703.06211>`_).
+
+    Every kernel tap samples the input at its grid position plus a learned (dy, dx), predicted
+    per output location by ``conv_offset`` (2 * deform_groups * kh * kw channels).
+
+    Args:
+        in_channels (int): Input channels C_in.
+        out_channels (int): Output channels C_out.
+        kernel_size (int | tuple[int, int]): Kernel size.
+        stride (int | tuple[int, int]): Stride. Defaults to 1.
+        padding (int | tuple[int, int]): Zero padding. Defaults to 0.
+        dilation (int | tuple[int, int]): Dilation. Defaults to 1.
+        groups (int): Groups of the main convolution. Defaults to 1.
+        deform_groups (int): Channel groups with separate offsets. Defaults to 1.
+        bias (bool): Must be False: mmcv's DCN v1 has no bias. Defaults to False.
+        im2col_step (int): Accepted for mmcv config compatibility; unused.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair,
+                 stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+                 groups: int = 1, deform_groups: int = 1, bias: bool = False,
+                 im2col_step: int = 32) -> None:
+        if bias:
+            raise ValueError('DeformConv2dPack (DCN) does not support bias=True, as in mmcv; '
+                             'use DCNv2 for a biased deformable conv.')
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, deform_groups, bias=False, values_per_position=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the deformable convolution.
+
+        Args:
+            x (Tensor): Input of shape [B, C_in, H, W].
+
+        Returns:
+            Tensor: Output of shape [B, C_out, H_out, W_out] (H_out, W_out as nn.Conv2d).
+        """
+        offset = self.conv_offset(x)  # [B, 2 * dg * kh * kw, H_out, W_out], (dy, dx) pairs
+        return self._deform(x, offset, mask=None)
+
+
+@MODELS.register_module('DCNv2')
+class ModulatedDeformConv2dPack(_DeformConvBase):
+    """Modulated deformable convolution, DCNv2 (`Zhu et al. 2018
+    <https://arxiv.org/abs/1811.11168>`_).
+
+    Besides an offset, every kernel tap gets a weight in (0, 1) (sigmoid of a predicted logit)
+    that scales its sample. ``conv_offset`` predicts 3 * deform_groups * kh * kw channels:
+    the first two thirds are the (dy, dx) offsets, the last third the mask logits.
+
+    Args:
+        in_channels (int): Input channels C_in.
+        out_channels (int): Output channels C_out.
+        kernel_size (int | tuple[int, int]): Kernel size.
+        stride (int | tuple[int, int]): Stride. Defaults to 1.
+        padding (int | tuple[int, int]): Zero padding. Defaults to 0.
+        dilation (int | tuple[int, int]): Dilation. Defaults to 1.
+        groups (int): Groups of the main convolution. Defaults to 1.
+        deform_groups (int): Channel groups with separate offsets and masks. Defaults to 1.
+        bias (bool): Whether the main convolution has a bias. Defaults to True.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair,
+                 stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+                 groups: int = 1, deform_groups: int = 1, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, deform_groups, bias=bool(bias), values_per_position=3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the modulated deformable convolution.
+
+        Args:
+            x (Tensor): Input of shape [B, C_in, H, W].
+
+        Returns:
+            Tensor: Output of shape [B, C_out, H_out, W_out] (H_out, W_out as nn.Conv2d).
+        """
+        out = self.conv_offset(x)  # [B, 3 * dg * kh * kw, H_out, W_out]
+        offset_a, offset_b, mask_logits = torch.chunk(out, 3, dim=1)
+        # mmcv's channel layout: the first two thirds together are the (dy, dx) pairs.
+        offset = torch.cat((offset_a, offset_b), dim=1)  # [B, 2 * dg * kh * kw, H_out, W_out]
+        return self._deform(x, offset, mask=mask_logits.sigmoid())
+
+
+# mmcv.cnn.build_conv_layer resolves names in mmengine's root registry unless a default scope
+# is set; register there too, unless a real mmcv build already provides these names.
+for _name, _cls in (('DCN', DeformConv2dPack), ('DCNv2', ModulatedDeformConv2dPack)):
+    if _name not in MMENGINE_MODELS.module_dict:
+        MMENGINE_MODELS.register_module(_name, module=_cls)

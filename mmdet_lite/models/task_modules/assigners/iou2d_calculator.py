@@ -1,0 +1,56 @@
+"""IoU calculator used by assigners (``iou_calculator=dict(type='BboxOverlaps2D')``)."""
+from typing import Optional
+
+from torch import Tensor
+
+from mmdet_lite.registry import TASK_UTILS
+from mmdet_lite.structures.bbox import bbox_overlaps
+
+
+def _strip_score(bboxes: Tensor, name: str) -> Tensor:
+    """Accept [N, 4] boxes, or [N, 5] boxes with a trailing score which is dropped."""
+    if bboxes.size(-1) not in (0, 4, 5):
+        raise ValueError(f'{name} must have 4 or 5 values per box, but got {tuple(bboxes.shape)}')
+    return bboxes[..., :4] if bboxes.size(-1) == 5 else bboxes
+
+
+@TASK_UTILS.register_module()
+class BboxOverlaps2D:
+    """2D overlaps (IoU / IoF / GIoU) between two sets of boxes.
+
+    Args:
+        scale (float): Boxes are divided by ``scale`` before a float16 computation, to keep
+            areas in range. Defaults to 1.
+        dtype (str, optional): ``'fp16'`` to compute in half precision. Defaults to None.
+    """
+
+    def __init__(self, scale: float = 1., dtype: Optional[str] = None) -> None:
+        self.scale = scale
+        self.dtype = dtype
+
+    def __call__(self,
+                 bboxes1: Tensor,
+                 bboxes2: Tensor,
+                 mode: str = 'iou',
+                 is_aligned: bool = False) -> Tensor:
+        """Overlaps between ``bboxes1`` [M, 4 or 5] and ``bboxes2`` [N, 4 or 5].
+
+        Args:
+            bboxes1 (Tensor): Boxes [M, 4], or [M, 5] with scores (ignored).
+            bboxes2 (Tensor): Boxes [N, 4], or [N, 5] with scores (ignored).
+            mode (str): ``'iou'``, ``'iof'`` or ``'giou'``.
+            is_aligned (bool): Compare row i with row i only.
+
+        Returns:
+            Tensor: [M, N], or [M] when aligned.
+        """
+        bboxes1 = _strip_score(bboxes1, 'bboxes1')
+        bboxes2 = _strip_score(bboxes2, 'bboxes2')
+        if self.dtype == 'fp16':
+            overlaps = bbox_overlaps((bboxes1 / self.scale).half(),
+                                     (bboxes2 / self.scale).half(), mode, is_aligned)
+            return overlaps.float() if not overlaps.is_cuda else overlaps
+        return bbox_overlaps(bboxes1, bboxes2, mode, is_aligned)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(scale={self.scale}, dtype={self.dtype})'

@@ -1,0 +1,4 @@
+"""Prior (anchor) generators."""
+from .anchor_generator import AnchorGenerator
+
+__all__ = ['AnchorGenerator']

@@ -1,0 +1,97 @@
+"""Result of sampling: the positive and negative priors that enter the loss, with targets."""
+from typing import Any, Dict
+
+import torch
+from torch import Tensor
+
+from ..assigners import AssignResult
+
+
+class SamplingResult:
+    """Sampled positive / negative priors and the ground truth matched to each positive.
+
+    Args:
+        pos_inds (Tensor): Indices [P] of positive priors (into ``priors``).
+        neg_inds (Tensor): Indices [Q] of negative priors.
+        priors (Tensor): All priors [N, 4] (gt boxes first when they were added).
+        gt_bboxes (Tensor): Ground-truth boxes [G, 4].
+        assign_result (AssignResult): The assignment over ``priors``.
+        gt_flags (Tensor): uint8 [N], 1 where a prior is an added gt box.
+        avg_factor_with_neg (bool): ``avg_factor`` counts negatives too (sampled heads) or
+            positives only (dense heads with ``PseudoSampler``). Defaults to True.
+    """
+
+    def __init__(self,
+                 pos_inds: Tensor,
+                 neg_inds: Tensor,
+                 priors: Tensor,
+                 gt_bboxes: Tensor,
+                 assign_result: AssignResult,
+                 gt_flags: Tensor,
+                 avg_factor_with_neg: bool = True) -> None:
+        self.pos_inds = pos_inds
+        self.neg_inds = neg_inds
+        # At least 1, so that losses can divide by them.
+        self.num_pos = max(pos_inds.numel(), 1)
+        self.num_neg = max(neg_inds.numel(), 1)
+        self.avg_factor_with_neg = avg_factor_with_neg
+        self.avg_factor = self.num_pos + self.num_neg if avg_factor_with_neg else self.num_pos
+        self.pos_priors = priors[pos_inds]  # [P, 4]
+        self.neg_priors = priors[neg_inds]  # [Q, 4]
+        self.pos_is_gt = gt_flags[pos_inds]  # [P]
+        self.num_gts = gt_bboxes.shape[0]
+        self.pos_assigned_gt_inds = assign_result.gt_inds[pos_inds] - 1  # [P], 0-based
+        self.pos_gt_labels = assign_result.labels[pos_inds]  # [P]
+        if gt_bboxes.numel() == 0:
+            if self.pos_assigned_gt_inds.numel() != 0:
+                raise ValueError('SamplingResult: positives were sampled but there is no gt box')
+            self.pos_gt_bboxes = gt_bboxes.view(-1, 4)  # [0, 4]
+        else:
+            self.pos_gt_bboxes = gt_bboxes.view(-1, 4)[self.pos_assigned_gt_inds.long()]
+
+    @property
+    def priors(self) -> Tensor:
+        """Tensor: Positive then negative priors [P + Q, 4]."""
+        return torch.cat([self.pos_priors, self.neg_priors])
+
+    @property
+    def bboxes(self) -> Tensor:
+        """Tensor: Alias of ``priors`` (older mmdet name)."""
+        return self.priors
+
+    @property
+    def pos_bboxes(self) -> Tensor:
+        """Tensor: Alias of ``pos_priors``."""
+        return self.pos_priors
+
+    @property
+    def neg_bboxes(self) -> Tensor:
+        """Tensor: Alias of ``neg_priors``."""
+        return self.neg_priors
+
+    def to(self, device) -> 'SamplingResult':
+        """Move every tensor attribute to ``device`` (in place) and return self."""
+        for key, value in self.__dict__.items():
+            if isinstance(value, Tensor):
+                self.__dict__[key] = value.to(device)
+        return self
+
+    @property
+    def info(self) -> Dict[str, Any]:
+        """dict: The main attributes, for printing and debugging."""
+        return {
+            'pos_inds': self.pos_inds,
+            'neg_inds': self.neg_inds,
+            'pos_priors': self.pos_priors,
+            'neg_priors': self.neg_priors,
+            'pos_is_gt': self.pos_is_gt,
+            'num_gts': self.num_gts,
+            'pos_assigned_gt_inds': self.pos_assigned_gt_inds,
+            'num_pos': self.num_pos,
+            'num_neg': self.num_neg,
+            'avg_factor': self.avg_factor,
+        }
+
+    def __repr__(self) -> str:
+        return (f'<SamplingResult(num_gts={self.num_gts}, num_pos={self.pos_inds.numel()}, '
+                f'num_neg={self.neg_inds.numel()}, avg_factor={self.avg_factor})>')

@@ -1,0 +1,213 @@
+"""Small helpers shared by the dense heads, RoI heads and detectors.
+
+Each has at least two callers (or one caller per head family), which is why it lives here
+rather than inside a head.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.structures import InstanceData
+from torch import Tensor
+from torchvision.ops import batched_nms as tv_batched_nms
+
+from mmdet_lite.structures import SampleList
+from mmdet_lite.utils import ConfigType, OptInstanceList
+
+
+def unpack_gt_instances(batch_data_samples: SampleList) -> Tuple[list, list, list]:
+    """Split data samples into ground truth, ignored ground truth and image metas.
+
+    Args:
+        batch_data_samples (list[DetDataSample]): One sample per image, each with
+            ``gt_instances`` and optionally ``ignored_instances``.
+
+    Returns:
+        tuple:
+
+        - batch_gt_instances (list[InstanceData]): ``bboxes`` [N, 4] and ``labels`` [N].
+        - batch_gt_instances_ignore (list[InstanceData | None]): ``bboxes`` [M, 4] to ignore,
+          ``None`` for images without an ``ignored_instances`` field.
+        - batch_img_metas (list[dict]): ``img_shape``, ``scale_factor``, ... per image.
+    """
+    batch_gt_instances, batch_gt_instances_ignore, batch_img_metas = [], [], []
+    for i, data_sample in enumerate(batch_data_samples):
+        if 'gt_instances' not in data_sample:
+            raise KeyError(f'batch_data_samples[{i}] has no gt_instances; training needs '
+                           'ground truth boxes (an empty InstanceData is fine).')
+        batch_img_metas.append(data_sample.metainfo)
+        batch_gt_instances.append(data_sample.gt_instances)
+        batch_gt_instances_ignore.append(data_sample.ignored_instances
+                                         if 'ignored_instances' in data_sample else None)
+    return batch_gt_instances, batch_gt_instances_ignore, batch_img_metas
+
+
+def empty_instances(batch_img_metas: List[dict],
+                    device: Union[torch.device, str],
+                    task_type: str,
+                    instance_results: OptInstanceList = None,
+                    mask_thr_binary: Union[int, float] = 0,
+                    box_type: str = 'hbox',
+                    use_box_type: bool = False,
+                    num_classes: int = 80,
+                    score_per_cls: bool = False) -> List[InstanceData]:
+    """Results for images without any detection.
+
+    Args:
+        batch_img_metas (list[dict]): Meta of each image; ``ori_shape`` is read for masks.
+        device (torch.device | str): Device of the empty tensors.
+        task_type (str): ``'bbox'`` fills ``bboxes`` [0, 4], ``scores`` and ``labels`` [0];
+            ``'mask'`` fills ``masks`` [0, H, W] at the original image size.
+        instance_results (list[InstanceData], optional): Results to fill in place (one per
+            image) instead of new ones, e.g. boxes that already exist when masks are empty.
+        mask_thr_binary (int | float): Mask binarisation threshold; a negative value means
+            soft masks, which are returned as uint8 instead of bool.
+        box_type (str): Accepted for mmdet compatibility; boxes are plain tensors here.
+        use_box_type (bool): Accepted for mmdet compatibility; ignored.
+        num_classes (int): Number of classes, used when ``score_per_cls`` is True.
+        score_per_cls (bool): Whether scores are per class, shape [0, num_classes + 1].
+
+    Returns:
+        list[InstanceData]: One empty result per image.
+    """
+    if task_type not in ('bbox', 'mask'):
+        raise ValueError(f"task_type must be 'bbox' or 'mask', got {task_type!r}")
+    if instance_results is not None and len(instance_results) != len(batch_img_metas):
+        raise ValueError(f'instance_results has {len(instance_results)} items but '
+                         f'batch_img_metas has {len(batch_img_metas)}; expected one per image')
+    results_list = []
+    for img_id, img_meta in enumerate(batch_img_metas):
+        results = InstanceData() if instance_results is None else instance_results[img_id]
+        if task_type == 'bbox':
+            results.bboxes = torch.zeros(0, 4, device=device)
+            score_shape = (0, num_classes + 1) if score_per_cls else (0, )
+            results.scores = torch.zeros(score_shape, device=device)
+            results.labels = torch.zeros(0, device=device, dtype=torch.long)
+        else:
+            img_h, img_w = img_meta['ori_shape'][:2]
+            mask_dtype = torch.bool if mask_thr_binary >= 0 else torch.uint8
+            results.masks = torch.zeros(0, img_h, img_w, device=device, dtype=mask_dtype)
+        results_list.append(results)
+    return results_list
+
+
+def images_to_levels(targets: List[Tensor], num_level_priors: List[int]) -> List[Tensor]:
+    """Regroup per-image targets into per-level targets.
+
+    Args:
+        targets (list[Tensor]): One tensor per image, each [num_priors, ...] with the priors of
+            all levels concatenated.
+        num_level_priors (list[int]): Number of priors of each level (summing to num_priors).
+
+    Returns:
+        list[Tensor]: One tensor per level, each [num_images, num_level_priors[l], ...].
+    """
+    stacked = torch.stack(targets, 0)  # [B, num_priors, ...]
+    return list(stacked.split(list(num_level_priors), dim=1))
+
+
+def select_single_mlvl(mlvl_tensors: Sequence[Tensor], batch_id: int,
+                       detach: bool = True) -> List[Tensor]:
+    """Take one image out of every level of a batched multi-level output.
+
+    Args:
+        mlvl_tensors (list[Tensor]): One tensor per level, each [B, C, H, W].
+        batch_id (int): Index of the image in the batch.
+        detach (bool): Whether to cut the gradient; proposals must not back-propagate into
+            the RPN through the RoI head, hence the default True.
+
+    Returns:
+        list[Tensor]: One tensor per level, each [C, H, W].
+    """
+    if not isinstance(mlvl_tensors, (list, tuple)):
+        raise TypeError(f'mlvl_tensors must be a list or tuple of per-level tensors, '
+                        f'got {type(mlvl_tensors).__name__}')
+    if detach:
+        return [level[batch_id].detach() for level in mlvl_tensors]
+    return [level[batch_id] for level in mlvl_tensors]
+
+
+def filter_scores_and_topk(scores: Tensor, score_thr: float, topk: int,
+                           results: Union[Dict[str, Tensor], List[Tensor], Tensor, None] = None
+                           ) -> tuple:
+    """Keep the ``topk`` best (prior, class) pairs whose score exceeds ``score_thr``.
+
+    Args:
+        scores (Tensor): Scores [num_priors, num_classes].
+        score_thr (float): Pairs with a score <= this are dropped.
+        topk (int): Number of pairs kept at most (the highest scores); <= 0 keeps all.
+        results (dict | list | Tensor, optional): Per-prior tensors [num_priors, ...] indexed
+            with the kept prior indices.
+
+    Returns:
+        tuple:
+
+        - scores (Tensor): Kept scores [K], highest first.
+        - labels (Tensor): Class of each kept pair [K].
+        - keep_idxs (Tensor): Prior index of each kept pair [K].
+        - filtered_results: ``results`` indexed by ``keep_idxs`` (same container type), or None.
+    """
+    valid_mask = scores > score_thr
+    valid_scores = scores[valid_mask]
+    valid_idxs = valid_mask.nonzero()  # [V, 2]: (prior index, class)
+    num_topk = valid_idxs.size(0) if topk <= 0 else min(topk, valid_idxs.size(0))
+    valid_scores, order = valid_scores.topk(num_topk)  # sorted, highest first
+    keep_idxs, labels = valid_idxs[order].unbind(dim=1)
+
+    filtered_results = None
+    if isinstance(results, dict):
+        filtered_results = {k: v[keep_idxs] for k, v in results.items()}
+    elif isinstance(results, list):
+        filtered_results = [v[keep_idxs] for v in results]
+    elif isinstance(results, Tensor):
+        filtered_results = results[keep_idxs]
+    elif results is not None:
+        raise TypeError(f'results must be a dict, list or Tensor, got {type(results).__name__}')
+    return valid_scores, labels, keep_idxs, filtered_results
+
+
+def batched_nms(boxes: Tensor,
+                scores: Tensor,
+                idxs: Tensor,
+                nms_cfg: Optional[ConfigType],
+                class_agnostic: bool = False) -> Tuple[Tensor, Tensor]:
+    """NMS run independently within each group (class or level), configured like mmcv.
+
+    Args:
+        boxes (Tensor): Boxes [N, 4] as (x1, y1, x2, y2).
+        scores (Tensor): Scores [N].
+        idxs (Tensor): Group of each box [N]; boxes of different groups never suppress each
+            other.
+        nms_cfg (dict, optional): ``dict(type='nms', iou_threshold=0.5)``, optionally with
+            ``class_agnostic`` (overrides the argument) and ``max_num`` (keep at most that
+            many). ``split_thr`` is accepted and ignored. None skips NMS and only sorts.
+        class_agnostic (bool): Whether to ignore ``idxs`` and suppress across groups.
+
+    Returns:
+        tuple:
+
+        - dets (Tensor): Kept boxes with their score, [K, 5], highest score first.
+        - keep (Tensor): Indices of the kept boxes in the input [K].
+    """
+    if nms_cfg is None:
+        scores, keep = scores.sort(descending=True)
+        return torch.cat([boxes[keep], scores[:, None]], -1), keep
+
+    nms_cfg = dict(nms_cfg)
+    nms_type = nms_cfg.pop('type', 'nms')
+    if nms_type != 'nms':
+        raise ValueError(f"nms_cfg type {nms_type!r} is not supported; only 'nms' is "
+                         '(mmcv compiled ops such as soft_nms are not available)')
+    if 'iou_threshold' not in nms_cfg:
+        raise KeyError(f"nms_cfg needs 'iou_threshold', got keys {sorted(nms_cfg)}")
+    if nms_cfg.get('offset', 0) != 0:
+        raise ValueError(f"nms_cfg offset must be 0, got {nms_cfg['offset']}")
+    class_agnostic = nms_cfg.get('class_agnostic', class_agnostic)
+    iou_threshold = float(nms_cfg['iou_threshold'])
+
+    if class_agnostic:
+        idxs = torch.zeros_like(idxs)
+    keep = tv_batched_nms(boxes, scores, idxs, iou_threshold)  # sorted by score, highest first
+    max_num = nms_cfg.get('max_num', -1)
+    if max_num > 0:
+        keep = keep[:max_num]
+    return torch.cat([boxes[keep], scores[keep, None]], -1), keep
