@@ -1,6 +1,22 @@
 """Train a detector from a config: ``python tools/train.py CONFIG [options]``.
 
-Flags follow mmdetection's ``tools/train.py``.
+Flags follow mmdetection's ``tools/train.py``:
+
+- ``--work-dir DIR``: logs and checkpoints (default: the config's ``work_dir``, else
+  ``./work_dirs/<config name>``). An existing folder is reused; nothing in it is deleted.
+- ``--amp``: mixed precision, fp16 autocast on CUDA, bf16 autocast on the CPU
+  (:mod:`mmdet_lite.engine.amp`).
+- ``--auto-scale-lr``: scale the lr by total batch size / ``auto_scale_lr.base_batch_size``.
+- ``--resume [CKPT]``: restore model, optimizer, schedulers and iteration counter from CKPT,
+  or from the latest checkpoint of the work dir when no path is given. Checkpoints of the
+  run's own work dir are trusted (see :mod:`mmdet_lite.engine.checkpoint`).
+- ``--cfg-options KEY=VALUE ...``: override config entries; each key must exist, and
+  ``+KEY=VALUE`` adds a new one.
+- ``--launcher none|pytorch|slurm|mpi``: distributed launcher (``tools/dist_train.sh``,
+  ``tools/slurm_train.sh``).
+
+Bad input (missing files, unknown keys, invalid values) ends with a one-line ``error: ...``
+on stderr and exit status 2; ``MMDET_LITE_DEBUG=1`` shows the traceback.
 """
 import argparse
 import os
@@ -9,8 +25,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmdet_lite.apis.cli import (exit_on_user_error, load_config,  # noqa: E402
-                                 setup_work_dir)
+from mmdet_lite.apis.cli import (build_runner, exit_on_user_error,  # noqa: E402
+                                 load_config, setup_work_dir)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -25,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='resume from CKPT, or from the latest checkpoint in the work dir '
                         'when no path is given')
     parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
-                        help='override config entries, e.g. train_cfg.max_epochs=2')
+                        help='override config entries, e.g. train_cfg.max_epochs=2; '
+                        '+KEY=VALUE adds a key the config lacks')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local_rank / --local-rank
@@ -36,11 +53,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def apply_resume(cfg, resume: str) -> None:
+    """``--resume``: ``'auto'`` finds the latest checkpoint of the work dir, else a path."""
+    if resume == 'auto':
+        from mmengine.runner import find_latest_checkpoint
+        if find_latest_checkpoint(cfg.work_dir) is None:
+            from mmengine.logging import print_log
+            print_log(f'--resume: no checkpoint in {cfg.work_dir} yet, training from the '
+                      'start', logger='current', level=30)  # WARNING
+        cfg.resume = True
+        cfg.load_from = None
+    else:
+        if not osp.isfile(resume):
+            raise FileNotFoundError(f'--resume: checkpoint not found: {resume}')
+        cfg.resume = True
+        cfg.load_from = resume
+
+
 @exit_on_user_error
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from mmengine.runner import Runner
-
+    from mmdet_lite.engine import trust_checkpoints
     from mmdet_lite.utils import register_all_modules
     register_all_modules(init_default_scope=False)
 
@@ -56,17 +89,13 @@ def main(argv=None) -> None:
             raise ValueError('--auto-scale-lr needs `auto_scale_lr = dict(enable=..., '
                              'base_batch_size=N)` in the config (see schedule_1x.py)')
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume: checkpoint not found: {args.resume}')
-        cfg.resume = True
-        cfg.load_from = args.resume
+    if args.resume is not None:
+        apply_resume(cfg, args.resume)
 
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    runner = build_runner(cfg)
+    # The run's own checkpoints may hold state beyond mmengine's (custom hooks): trusted.
+    with trust_checkpoints(runner.work_dir):
+        runner.train()
 
 
 if __name__ == '__main__':

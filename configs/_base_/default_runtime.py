@@ -23,3 +23,7 @@ log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 log_level = 'INFO'
 load_from = None
 resume = False
+
+# Fail fast, naming the config keys to change, when a head's num_classes does not match the
+# dataset's classes (num_classes counts object classes only; no background).
+custom_hooks = [dict(type='NumClassCheckHook')]

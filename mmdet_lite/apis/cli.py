@@ -1,4 +1,12 @@
-"""Shared pieces of the command-line tools: config loading, work dirs, one-line errors."""
+"""Shared pieces of the command-line tools: config loading, work dirs, runners, one-line errors.
+
+Progress output of the tools comes from mmengine's ``LoggerHook``: training logs every
+``default_hooks.logger.interval`` iterations (iteration, ETA, lr, each loss, time, data time,
+memory on CUDA); validation and testing log ``Epoch(val) [i/N]`` / ``Epoch(test) [i/N]``
+lines with an ETA at the same interval, which is the progress report of those loops (mmengine
+draws no progress bar there). Pass ``--cfg-options default_hooks.logger.interval=1`` to see
+every batch.
+"""
 import difflib
 import functools
 import os
@@ -9,10 +17,28 @@ from typing import Callable, List, Optional
 from mmengine.config import Config, DictAction
 
 DEBUG_ENV = 'MMDET_LITE_DEBUG'
+# A --cfg-options key starting with this adds a key the config does not have yet.
+NEW_KEY_PREFIX = '+'
+# Errors that mean "fix your input"; anything else is a bug and keeps its traceback.
+USER_ERRORS = (FileNotFoundError, FileExistsError, KeyError, ValueError, TypeError)
 
 
 class UserInputError(ValueError):
     """Bad input from the command line or a config; reported in one line, no traceback."""
+
+
+def one_line_message(err: BaseException) -> str:
+    """The message of ``err`` on one line.
+
+    A DataLoader worker re-raises its error with the worker's traceback in the message;
+    the last line of that traceback is the original ``SomeError: message``.
+    """
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    text = str(text)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if 'Original Traceback' in text and lines:
+        return lines[-1]
+    return ' '.join(lines) or type(err).__name__
 
 
 def exit_on_user_error(main: Callable) -> Callable:
@@ -27,11 +53,10 @@ def exit_on_user_error(main: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except (FileNotFoundError, KeyError, ValueError) as err:
+        except USER_ERRORS as err:
             if os.environ.get(DEBUG_ENV):
                 raise
-            message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            print(f'error: {message}  (set {DEBUG_ENV}=1 for the traceback)',
+            print(f'error: {one_line_message(err)}  (set {DEBUG_ENV}=1 for the traceback)',
                   file=sys.stderr)
             sys.exit(2)
 
@@ -42,7 +67,8 @@ def load_config(path: str, cfg_options: Optional[List[str]] = None) -> Config:
     """Load a config file and apply ``--cfg-options KEY=VALUE`` overrides.
 
     Every overridden key must already exist in the config (a typo would otherwise add a
-    new, silently ignored key); the error lists the nearest existing keys.
+    new, silently ignored key); the error lists the nearest existing keys. A key written
+    ``+KEY=VALUE`` is added even if the config lacks it (``+custom_hooks=[...]``).
 
     Args:
         path (str): Config file.
@@ -56,9 +82,13 @@ def load_config(path: str, cfg_options: Optional[List[str]] = None) -> Config:
         raise FileNotFoundError(f'config file not found: {path}')
     cfg = Config.fromfile(path)
     if cfg_options:
-        options = parse_cfg_options(cfg_options)
-        for key in options:
-            check_key_exists(cfg, key)
+        options = {}
+        for key, value in parse_cfg_options(cfg_options).items():
+            if key.startswith(NEW_KEY_PREFIX):
+                key = key[len(NEW_KEY_PREFIX):]
+            else:
+                check_key_exists(cfg, key)
+            options[key] = value
         cfg.merge_from_dict(options)
     return cfg
 
@@ -91,7 +121,9 @@ def check_key_exists(cfg: Config, dotted_key: str) -> None:
                     f'keys at {prefix or "the top level"}: '
                     f'{", ".join(map(str, options[:15])) or "(none)"}')
             raise KeyError(f'--cfg-options: {dotted_key!r} is not a key of the config '
-                           f'({part!r} not found under {prefix or "the top level"}); {hint}')
+                           f'({part!r} not found under {prefix or "the top level"}); {hint}. '
+                           f'To add a new key on purpose, write it as '
+                           f'{NEW_KEY_PREFIX}{dotted_key}=VALUE')
         walked.append(part)
 
 
@@ -104,3 +136,13 @@ def setup_work_dir(cfg: Config, config_path: str, work_dir: Optional[str]) -> No
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def build_runner(cfg: Config):
+    """Build the Runner: ``RUNNERS.build(cfg)`` if the config names a ``runner_type``,
+    else mmengine's ``Runner.from_cfg(cfg)``."""
+    if 'runner_type' in cfg:
+        from mmdet_lite.registry import RUNNERS
+        return RUNNERS.build(cfg)
+    from mmengine.runner import Runner
+    return Runner.from_cfg(cfg)

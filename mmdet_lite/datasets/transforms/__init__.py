@@ -10,6 +10,7 @@ from .filters import FilterAnnotations
 from .flip import RandomFlip
 from .formatting import PackDetInputs
 from .loading import LoadAnnotations
+from .loading_ndarray import LoadImageFromNDArray
 from .pad import Pad
 from .random_resize import RandomChoiceResize, RandomResize
 from .resize import Resize
@@ -17,5 +18,6 @@ from .wrappers import RandomChoice
 
 __all__ = [
     'LoadAnnotations', 'Resize', 'RandomResize', 'RandomChoiceResize', 'RandomFlip',
-    'RandomCrop', 'Pad', 'FilterAnnotations', 'PackDetInputs', 'RandomChoice'
+    'RandomCrop', 'Pad', 'FilterAnnotations', 'PackDetInputs', 'RandomChoice',
+    'LoadImageFromNDArray'
 ]

@@ -12,8 +12,8 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmdet_lite.models.layers.res_layer import (PLUGIN_POSITIONS, BasicBlock, Bottleneck,
-                                                ResLayer, build_conv, build_norm)
+from mmdet_lite.models.layers.res_layer import (BasicBlock, Bottleneck, ResLayer, build_conv,
+                                                build_norm, check_plugin_spec)
 from mmdet_lite.registry import MODELS
 from mmdet_lite.utils import ConfigType, OptConfigType, OptMultiConfig
 
@@ -219,12 +219,7 @@ class ResNet(BaseModule):
         """
         stage_plugins = []
         for plugin in plugins:
-            if not isinstance(plugin, dict) or not isinstance(plugin.get('cfg'), dict):
-                raise TypeError("Each plugin must be a dict with a dict 'cfg', got "
-                                f'{plugin!r}.')
-            if plugin.get('position') not in PLUGIN_POSITIONS:
-                raise ValueError(f'Unknown plugin position {plugin.get("position")!r}; '
-                                 f'expected one of {PLUGIN_POSITIONS}.')
+            check_plugin_spec(plugin)
             plugin = dict(plugin)
             stages = plugin.pop('stages', None)
             if stages is not None and len(stages) != self.num_stages:

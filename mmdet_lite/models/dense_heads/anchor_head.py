@@ -11,6 +11,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS, TASK_UTILS
+from mmdet_lite.structures.bbox import get_box_wh
 from mmdet_lite.utils import (ConfigType, InstanceList, OptConfigType, OptInstanceList,
                               OptMultiConfig)
 from ..task_modules.samplers import PseudoSampler
@@ -210,6 +211,13 @@ class AnchorHead(BaseDenseHead):
                              'and anchor sizes, or set train_cfg.allowed_border=-1')
         inside_inds = inside_flags.nonzero().squeeze(1)  # [N_in] positions in flat_anchors
         pred_instances = InstanceData(priors=flat_anchors[inside_inds])
+        # A box without area has IoU 0 with every anchor: a low-quality match with
+        # min_pos_iou=0 (RetinaNet) would make every anchor its positive, with log(0) size
+        # targets. It cannot be regressed to, so it takes no part in the targets.
+        gt_w, gt_h = get_box_wh(gt_instances.bboxes)
+        has_area = (gt_w > 0) & (gt_h > 0)
+        if not has_area.all():
+            gt_instances = gt_instances[has_area]
         assign_result = self.assigner.assign(pred_instances, gt_instances, gt_instances_ignore)
         sampling_result = self.sampler.sample(assign_result, pred_instances, gt_instances)
 

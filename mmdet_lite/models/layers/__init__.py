@@ -10,3 +10,13 @@ from .bbox_nms import multiclass_nms  # noqa: E402
 from .roi_align import RoIAlign  # noqa: E402
 
 __all__ += ['multiclass_nms', 'RoIAlign']
+
+# DETR: positional encoding and transformer layers.
+from .positional_encoding import SinePositionalEncoding  # noqa: E402
+from .transformer import (DetrTransformerDecoder, DetrTransformerDecoderLayer,  # noqa: E402
+                          DetrTransformerEncoder, DetrTransformerEncoderLayer)
+
+__all__ += [
+    'SinePositionalEncoding', 'DetrTransformerEncoder', 'DetrTransformerEncoderLayer',
+    'DetrTransformerDecoder', 'DetrTransformerDecoderLayer'
+]

@@ -1,8 +1,8 @@
 """Residual blocks of ResNet (``BasicBlock``, ``Bottleneck``) and ``ResLayer``, one stage of them.
 
-Parameter names follow mmdetection 3.x (and hence torchvision): ``conv1``, ``bn1`` (exposed
-as ``norm1``), ..., ``downsample.0`` / ``downsample.1``; with ``avg_down`` the shortcut is
-``downsample.0`` (AvgPool2d, no parameters), ``downsample.1`` (conv), ``downsample.2`` (norm).
+Parameter names follow mmdetection 3.x (and torchvision): ``conv1``, ``bn1`` (``norm1``), ...,
+``downsample.0``/``.1``; with ``avg_down`` the shortcut is ``downsample.0`` (AvgPool2d),
+``downsample.1`` (conv), ``downsample.2`` (norm).
 """
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -25,8 +25,8 @@ def resolve_layer_type(cfg: OptConfigType) -> OptConfigType:
     mmengine's root registry unless a default scope is set; resolving through mmdet_lite's
     ``MODELS`` (which falls back to that root) also finds layers registered with mmdet_lite.
     """
-    if cfg is None or not isinstance(cfg.get('type'), str):
-        return cfg
+    if not isinstance(cfg, dict) or not isinstance(cfg.get('type'), str):
+        return cfg  # None, a class type, or a bad value that mmcv reports
     return dict(cfg, type=MODELS.get(cfg['type']))
 
 
@@ -45,6 +45,15 @@ def _maybe_checkpoint(fn: Callable[[Tensor], Tensor], x: Tensor, with_cp: bool) 
     if with_cp and torch.is_grad_enabled():
         return cp.checkpoint(fn, x, use_reentrant=False)
     return fn(x)
+
+
+def check_plugin_spec(plugin: dict) -> None:
+    """Raise if ``plugin`` is not dict(cfg=dict(type=...), position=<a PLUGIN_POSITIONS>)."""
+    if not isinstance(plugin, dict) or not isinstance(plugin.get('cfg'), dict):
+        raise TypeError(f"Each plugin must be a dict with a dict 'cfg', got {plugin!r}.")
+    if plugin.get('position') not in PLUGIN_POSITIONS:
+        raise ValueError(f'Unknown plugin position {plugin.get("position")!r}; expected one of '
+                         f'{PLUGIN_POSITIONS}.')
 
 
 def _check_style(style: str) -> None:
@@ -207,12 +216,7 @@ class Bottleneck(BaseModule):
 
         plugins = plugins or []
         for plugin in plugins:
-            if not isinstance(plugin, dict) or not isinstance(plugin.get('cfg'), dict):
-                raise TypeError("Each plugin must be a dict with a dict 'cfg', got "
-                                f'{plugin!r}.')
-            if plugin.get('position') not in PLUGIN_POSITIONS:
-                raise ValueError(f'Unknown plugin position {plugin.get("position")!r}; '
-                                 f'expected one of {PLUGIN_POSITIONS}.')
+            check_plugin_spec(plugin)
         self.after_conv1_plugins, self.after_conv2_plugins, self.after_conv3_plugins = (
             [p['cfg'] for p in plugins if p['position'] == position]
             for position in PLUGIN_POSITIONS)

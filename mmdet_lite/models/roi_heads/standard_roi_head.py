@@ -105,9 +105,10 @@ class StandardRoIHead(BaseModule):
         Returns:
             dict: ``loss_cls``, ``acc``, ``loss_bbox`` (and ``loss_mask``).
         """
+        batch_gt_instances = [_with_area(sample.gt_instances) for sample in batch_data_samples]
         sampling_results = []
-        for i, (proposals, sample) in enumerate(zip(rpn_results_list, batch_data_samples)):
-            gt_instances = sample.gt_instances
+        for i, (proposals, sample, gt_instances) in enumerate(
+                zip(rpn_results_list, batch_data_samples, batch_gt_instances)):
             ignored = sample.get('ignored_instances', None)
             priors = InstanceData(priors=proposals.bboxes.detach())
             assign_result = self.bbox_assigner.assign(priors, gt_instances, ignored)
@@ -126,9 +127,8 @@ class StandardRoIHead(BaseModule):
         if self.with_mask:
             pos_rois = bbox2roi([res.pos_priors for res in sampling_results])
             mask_preds = self._mask_forward(x, pos_rois)['mask_preds']
-            mask_out = self.mask_head.loss_and_target(
-                mask_preds, sampling_results,
-                [sample.gt_instances for sample in batch_data_samples], self.train_cfg)
+            mask_out = self.mask_head.loss_and_target(mask_preds, sampling_results,
+                                                      batch_gt_instances, self.train_cfg)
             losses.update(mask_out['loss_mask'])
         return losses
 
@@ -167,3 +167,15 @@ class StandardRoIHead(BaseModule):
         num_per_img = [len(res) for res in results_list]
         return self.mask_head.predict_by_feat(mask_preds.split(num_per_img), results_list,
                                               batch_img_metas, self.test_cfg, rescale)
+
+
+def _with_area(gt_instances: InstanceData) -> InstanceData:
+    """The ground truths whose boxes have a positive width and height.
+
+    The sampler adds every GT box as a positive proposal of itself; for a zero-area box
+    the regression target log(0 / 0) is NaN, so such boxes (which hold no object pixels)
+    are left out of the RoI losses.
+    """
+    bboxes = gt_instances.bboxes  # [G, 4]
+    valid = (bboxes[:, 2] > bboxes[:, 0]) & (bboxes[:, 3] > bboxes[:, 1])
+    return gt_instances if bool(valid.all()) else gt_instances[valid]

@@ -8,3 +8,9 @@ __all__ = [
     'AnchorGenerator', 'DeltaXYWHBBoxCoder', 'AssignResult', 'BboxOverlaps2D', 'MaxIoUAssigner',
     'BaseSampler', 'RandomSampler', 'PseudoSampler', 'SamplingResult'
 ]
+
+# DETR: one-to-one matching and its costs.
+from .assigners import (BBoxL1Cost, ClassificationCost, HungarianAssigner,  # noqa: E402
+                        IoUCost)
+
+__all__ += ['HungarianAssigner', 'BBoxL1Cost', 'ClassificationCost', 'IoUCost']

@@ -129,7 +129,7 @@ def test_frozen_stages_freeze_stem_and_first_stages(deep_stem):
     stem = [model.stem] if deep_stem else [model.conv1, model.norm1]
     for module in stem + [model.layer1, model.layer2]:
         assert all(not p.requires_grad for p in module.parameters())
-        assert all(not m.training for m in bn_modules(module)) or not bn_modules(module)
+        assert all(not m.training for m in bn_modules(module))
     assert not (model.stem[1] if deep_stem else model.norm1).training
     for module in (model.layer3, model.layer4):
         assert all(p.requires_grad for p in module.parameters())

@@ -1,4 +1,5 @@
 """Mask R-CNN's mask head: a small FCN on 14x14 RoI features predicting 28x28 masks."""
+import math
 from typing import Dict, List, Tuple
 
 import torch
@@ -12,6 +13,7 @@ from torch import Tensor, nn
 from mmdet_lite.registry import MODELS
 from mmdet_lite.structures.mask import mask_target
 from mmdet_lite.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
+
 
 @MODELS.register_module()
 class FCNMaskHead(BaseModule):
@@ -190,9 +192,10 @@ def paste_masks_in_image(mask_probs: Tensor, bboxes: Tensor, img_h: int, img_w: 
     out = mask_probs.new_zeros(mask_probs.size(0), img_h, img_w, dtype=out_dtype)
     boxes = bboxes.detach().float().cpu()
     for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
-        # Integer pixel window covering the box, clipped to the image.
-        left, top = max(int(x1), 0), max(int(y1), 0)
-        right, bottom = min(int(x2) + 1, img_w), min(int(y2) + 1, img_h)
+        # Integer pixel window covering the box plus one pixel of margin (bilinear sampling
+        # still reaches those border pixels), clipped to the image.
+        left, top = max(math.floor(x1) - 1, 0), max(math.floor(y1) - 1, 0)
+        right, bottom = min(math.ceil(x2) + 1, img_w), min(math.ceil(y2) + 1, img_h)
         if right <= left or bottom <= top:
             continue
         xs = torch.arange(left, right, device=mask_probs.device, dtype=torch.float32) + 0.5

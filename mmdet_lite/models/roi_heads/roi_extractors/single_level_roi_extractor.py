@@ -67,7 +67,8 @@ class SingleRoIExtractor(BaseModule):
         Args:
             feats (tuple[Tensor]): Pyramid levels, [B, C, H/s, W/s] for each stride s.
             rois (Tensor): [K, 5] (batch_idx, x1, y1, x2, y2) in input-image pixels.
-            roi_scale_factor (float, optional): Enlarge RoIs around their centre first.
+            roi_scale_factor (float, optional): Enlarge RoIs around their centre before
+                pooling (after choosing their level; ignored with a single level).
 
         Returns:
             Tensor: [K, C, out_h, out_w] pooled features, in the order of ``rois``.
@@ -79,9 +80,10 @@ class SingleRoIExtractor(BaseModule):
             return roi_feats
         if num_levels == 1:
             return self.roi_layers[0](feats[0], rois)
+        # Levels come from the RoIs as given; only the pooled window is enlarged (mmdet).
+        target_levels = self.map_roi_levels(rois, num_levels)
         if roi_scale_factor is not None:
             rois = self._rescale_rois(rois, roi_scale_factor)
-        target_levels = self.map_roi_levels(rois, num_levels)
         for level in range(num_levels):
             inds = (target_levels == level).nonzero(as_tuple=True)[0]
             if inds.numel() > 0:

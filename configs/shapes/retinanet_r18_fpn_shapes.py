@@ -1,0 +1,47 @@
+# RetinaNet on the built-in shapes dataset: trains and evaluates on a laptop CPU.
+# Same bases as the COCO config; overrides only what small synthetic data and a CPU need:
+# a ResNet-18 trained from scratch (no pretrained weights can be downloaded), so its BN
+# layers train too; 3 classes; 256-px images; 128-channel neck and head; a short schedule.
+_base_ = [
+    '../_base_/models/retinanet_r50_fpn.py',
+    '../_base_/datasets/shapes_detection.py',
+    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
+]
+
+model = dict(
+    backbone=dict(depth=18, frozen_stages=-1, norm_eval=False),
+    # C3-C5 of ResNet-18; P6 is a stride-2 conv on C5 (512 channels, 'on_input').
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=128),
+    bbox_head=dict(num_classes=3, in_channels=128, feat_channels=128))
+
+img_scale = (256, 256)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+]
+train_dataloader = dict(batch_size=4, num_workers=1,
+                        dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=4, num_workers=1, dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+max_epochs = 6
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[5],
+         gamma=0.1)
+]
+# RetinaNet's lr (half of Faster R-CNN's); clipping keeps the from-scratch start stable.
+optim_wrapper = dict(optimizer=dict(lr=0.01), clip_grad=dict(max_norm=35, norm_type=2))
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=2, max_keep_ckpts=2))
+randomness = dict(seed=0)

@@ -1,0 +1,289 @@
+"""Run a detector on images: build it from a config + checkpoint, then predict.
+
+Example:
+    >>> model = init_detector('configs/shapes/faster-rcnn_r18_fpn_shapes.py',
+    ...                       'work_dirs/faster-rcnn_r18_fpn_shapes/epoch_6.pth')
+    >>> result = inference_detector(model, 'demo.jpg')   # a DetDataSample
+    >>> result.pred_instances.bboxes                     # [N, 4] original-image pixels
+"""
+import copy
+import os.path as osp
+import warnings
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+from torch import nn
+
+from mmdet_lite.engine.checkpoint import load_local_checkpoint
+from mmdet_lite.registry import DATASETS, MODELS, TRANSFORMS
+from mmdet_lite.structures import DetDataSample
+from mmdet_lite.utils import register_all_modules
+
+ImageType = Union[str, Path, np.ndarray]
+ImagesType = Union[ImageType, Sequence[ImageType]]
+
+_PALETTE_NONE = 'none'  # init_detector's "no override" value, as in mmdetection
+
+
+def _load_config(config: Union[str, Path, Config]) -> Config:
+    if isinstance(config, (str, Path)):
+        if not osp.isfile(config):
+            raise FileNotFoundError(f'config file not found: {config}')
+        return Config.fromfile(str(config))
+    if isinstance(config, Config):
+        return copy.deepcopy(config)  # the caller's config stays as it was
+    raise TypeError(f'config must be a file path or a Config, got {type(config).__name__}')
+
+
+def _test_dataset_cfg(cfg: Config) -> Optional[dict]:
+    """The innermost dataset config of ``cfg.test_dataloader`` (through dataset wrappers)."""
+    dataset = cfg.get('test_dataloader', {}).get('dataset')
+    while dataset is not None and 'pipeline' not in dataset and 'type' in dataset:
+        if 'dataset' in dataset:  # RepeatDataset, ClassBalancedDataset ...
+            dataset = dataset['dataset']
+        elif dataset.get('datasets'):  # ConcatDataset
+            dataset = dataset['datasets'][0]
+        else:
+            break
+    return dataset
+
+
+def _dataset_meta_from_config(cfg: Config) -> dict:
+    """``classes``/``palette`` of the test dataset: its class's METAINFO + config metainfo.
+
+    The dataset is not built, since building may read or generate its annotation files.
+    """
+    dataset = _test_dataset_cfg(cfg) or {}
+    meta = {}
+    if isinstance(dataset.get('type'), str) and dataset['type'] in DATASETS:
+        meta.update(copy.deepcopy(getattr(DATASETS.get(dataset['type']), 'METAINFO', {})))
+    meta.update(copy.deepcopy(dict(dataset.get('metainfo') or {})))
+    return {key: meta[key] for key in ('classes', 'palette') if key in meta}
+
+
+def _load_weights(model: nn.Module, checkpoint: str) -> dict:
+    """Load ``checkpoint``'s ``state_dict`` into ``model``, requiring every key to match.
+
+    The file is read by :func:`mmdet_lite.engine.checkpoint.load_local_checkpoint`, i.e.
+    ``torch.load(..., weights_only=True)`` with an allow-list of exactly what mmengine's
+    Runner checkpoints add beside tensors (message-hub ``HistoryBuffer`` objects, numpy
+    arrays, dtypes and scalars); only ``state_dict`` and ``meta`` are used here.
+
+    Returns:
+        dict: The whole checkpoint.
+    """
+    ckpt = load_local_checkpoint(checkpoint, map_location='cpu')
+    state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state_dict, dict):
+        raise ValueError(f'checkpoint {checkpoint} holds no state dict (expected a dict of '
+                         f"tensors or a dict with a 'state_dict' key)")
+    if any(key.startswith('module.') for key in state_dict):  # saved from a DDP wrapper
+        state_dict = {key[len('module.'):] if key.startswith('module.') else key: value
+                      for key, value in state_dict.items()}
+    own = model.state_dict()
+    missing = [key for key in own if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in own]
+    wrong_shape = [f'{key}: checkpoint {tuple(value.shape)}, model {tuple(own[key].shape)}'
+                   for key, value in state_dict.items()
+                   if key in own and tuple(value.shape) != tuple(own[key].shape)]
+    if missing or unexpected or wrong_shape:
+        problems = [f'{name} ({len(keys)}): {", ".join(keys[:5])}{" ..." if len(keys) > 5 else ""}'
+                    for name, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                                       ('shape mismatches', wrong_shape)) if keys]
+        raise ValueError(f'checkpoint {checkpoint} does not fit the model built from the '
+                         f'config; {"; ".join(problems)}')
+    model.load_state_dict(state_dict, strict=True)
+    return ckpt
+
+
+def init_detector(config: Union[str, Path, Config],
+                  checkpoint: Optional[str] = None,
+                  device: str = 'cpu',
+                  cfg_options: Optional[dict] = None,
+                  palette: str = _PALETTE_NONE) -> nn.Module:
+    """Build a detector from a config, load its weights and prepare it for inference.
+
+    Class names and palette go to ``model.dataset_meta``: classes from the checkpoint's
+    ``meta.dataset_meta`` (as saved by the Runner), else from the config's test dataset
+    (its ``metainfo`` over its class's ``METAINFO``, e.g. ``ShapesDataset.METAINFO``);
+    the palette from ``palette`` if given, else the config's, else the checkpoint's, else
+    ``'random'``.
+
+    Args:
+        config (str | Path | Config): Config file or loaded config.
+        checkpoint (str, optional): Checkpoint file; without one the weights stay as
+            initialised when built (random). Defaults to None.
+        device (str): Device to put the model on. Defaults to 'cpu'.
+        cfg_options (dict, optional): Overrides merged into the config, e.g.
+            ``{'model.test_cfg.rcnn.score_thr': 0.5}``. Defaults to None.
+        palette (str): Drawing palette: 'random', 'coco', a colour name, or 'none' to take
+            it from the config/checkpoint. Defaults to 'none'.
+
+    Returns:
+        nn.Module: The detector in eval mode, with ``cfg`` and ``dataset_meta`` set.
+    """
+    cfg = _load_config(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if 'model' not in cfg:
+        raise KeyError(f'the config has no `model` entry: {config}')
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device must be like 'cpu' or 'cuda:0', got {device!r}") from err
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'device {device} was asked for but CUDA is not available')
+
+    # mmengine builds some parts (the data preprocessor) from its root registry, which finds
+    # ours only through the default scope
+    register_all_modules(init_default_scope=False)
+    init_default_scope(cfg.get('default_scope') or 'mmdet_lite')
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))  # SyncBN needs a process group
+    checkpoint_meta = {}
+    if checkpoint is not None:
+        ckpt = _load_weights(model, str(checkpoint))
+        checkpoint_meta = ckpt.get('meta') or {}
+
+    ckpt_dataset_meta = {k.lower(): v for k, v in
+                         (checkpoint_meta.get('dataset_meta') or {}).items()}
+    if 'classes' not in ckpt_dataset_meta and 'CLASSES' in checkpoint_meta:  # mmdet 2.x
+        ckpt_dataset_meta['classes'] = checkpoint_meta['CLASSES']
+    config_meta = _dataset_meta_from_config(cfg)
+    dataset_meta = dict(ckpt_dataset_meta) if 'classes' in ckpt_dataset_meta else \
+        dict(config_meta)
+    if 'classes' not in dataset_meta:
+        warnings.warn('init_detector: no class names in the checkpoint meta nor in the '
+                      "config's test dataset; labels will be shown as numbers")
+    if palette != _PALETTE_NONE:
+        dataset_meta['palette'] = palette
+    elif 'palette' in config_meta:
+        dataset_meta['palette'] = config_meta['palette']
+    dataset_meta.setdefault('palette', 'random')
+
+    model.cfg = cfg
+    model.dataset_meta = dataset_meta
+    model.to(device)
+    model.eval()
+    return model
+
+
+def get_test_pipeline_cfg(cfg: Config, from_ndarray: bool = False) -> List[dict]:
+    """The config's test pipeline for inference: annotation loading removed.
+
+    Args:
+        cfg (Config): Config with ``test_dataloader.dataset.pipeline`` (possibly inside a
+            dataset wrapper).
+        from_ndarray (bool): Replace ``LoadImageFromFile`` with ``LoadImageFromNDArray``,
+            for images given as arrays. Defaults to False.
+
+    Returns:
+        list[dict]: Transform configs.
+    """
+    dataset = _test_dataset_cfg(cfg)
+    if dataset is None or 'pipeline' not in dataset:
+        raise KeyError('the config has no test_dataloader.dataset.pipeline to build the '
+                       'inference pipeline from; pass test_pipeline= explicitly')
+    pipeline = [copy.deepcopy(dict(step)) for step in dataset['pipeline']
+                if not _type_name(step).endswith('LoadAnnotations')]
+    if from_ndarray:
+        loaders = [step for step in pipeline if _type_name(step) == 'LoadImageFromFile']
+        if not loaders:
+            raise ValueError('the test pipeline has no LoadImageFromFile step to replace '
+                             'with LoadImageFromNDArray for array input; pass test_pipeline=')
+        loaders[0]['type'] = 'LoadImageFromNDArray'
+    return pipeline
+
+
+def _type_name(step: dict) -> str:
+    """A transform config's type without its scope ('mmdet.Resize' -> 'Resize')."""
+    type_ = step.get('type', '')
+    return type_.split('.')[-1] if isinstance(type_, str) else getattr(type_, '__name__', '')
+
+
+def _build_pipeline(pipeline: Union[Compose, Sequence]) -> Compose:
+    if isinstance(pipeline, Compose):
+        return pipeline
+    # our registry (not mmengine's root) so no default scope needs to be set
+    return Compose([TRANSFORMS.build(step) if isinstance(step, dict) else step
+                    for step in pipeline])
+
+
+def _prepare(pipeline: Compose, img: ImageType, index: int) -> dict:
+    """Run one image through the pipeline, with errors that name the image."""
+    if isinstance(img, np.ndarray):
+        results, name = dict(img=img, img_id=index), f'image array #{index}'
+    elif isinstance(img, (str, Path)):
+        name = str(img)
+        if not osp.isfile(name):
+            raise FileNotFoundError(f'image file not found: {name}')
+        results = dict(img_path=name, img_id=index)
+    else:
+        raise TypeError('images must be file paths or np.ndarray (BGR [H, W, 3]), got '
+                        f'{type(img).__name__}')
+    try:
+        data = pipeline(results)
+    except (AssertionError, cv2.error) as err:
+        if 'img' in results:  # loading worked; the failure is a later transform's
+            raise
+        raise ValueError(f'could not read an image from {name}: not a readable image '
+                         'file') from err
+    if data is None:
+        raise ValueError(f'the test pipeline dropped {name} (a transform returned None)')
+    return data
+
+
+def inference_detector(model: nn.Module,
+                       imgs: ImagesType,
+                       test_pipeline: Optional[Union[Compose, Sequence[dict]]] = None,
+                       batch_size: int = 1) -> Union[DetDataSample, List[DetDataSample]]:
+    """Detect objects in one image or a list of images.
+
+    Args:
+        model (nn.Module): Detector from :func:`init_detector` (needs ``model.cfg`` unless
+            ``test_pipeline`` is given).
+        imgs (str | Path | np.ndarray | Sequence): Image file(s) or BGR array(s) [H, W, 3].
+        test_pipeline (Compose | list[dict], optional): Transforms turning
+            ``dict(img_path=...)`` (or ``dict(img=...)``) into packed inputs; by default the
+            config's test pipeline (:func:`get_test_pipeline_cfg`). Defaults to None.
+        batch_size (int): Images per forward pass; images of one batch are padded to a
+            common size. Defaults to 1.
+
+    Returns:
+        DetDataSample | list[DetDataSample]: One per image (a list if ``imgs`` is one), with
+        ``pred_instances`` (``bboxes`` [N, 4] in original-image pixels, ``scores`` [N],
+        ``labels`` [N], ``masks`` [N, H, W] for instance segmentation).
+    """
+    is_batch = isinstance(imgs, (list, tuple))
+    images = list(imgs) if is_batch else [imgs]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f'batch_size must be a positive int, got {batch_size!r}')
+
+    pipelines = {}  # one per input kind: file paths and arrays load differently
+    if test_pipeline is not None:
+        pipelines[False] = pipelines[True] = _build_pipeline(test_pipeline)
+    elif getattr(model, 'cfg', None) is None:
+        raise ValueError('model has no `cfg`: build it with init_detector, or pass '
+                         'test_pipeline=')
+
+    results = []
+    for start in range(0, len(images), batch_size):
+        batch = dict(inputs=[], data_samples=[])
+        for index in range(start, min(start + batch_size, len(images))):
+            from_ndarray = isinstance(images[index], np.ndarray)
+            if from_ndarray not in pipelines:
+                pipelines[from_ndarray] = _build_pipeline(
+                    get_test_pipeline_cfg(model.cfg, from_ndarray=from_ndarray))
+            data = _prepare(pipelines[from_ndarray], images[index], index)
+            batch['inputs'].append(data['inputs'])  # uint8 [3, h, w]
+            batch['data_samples'].append(data['data_samples'])
+        with torch.no_grad():
+            results.extend(model.test_step(batch))
+    return results if is_batch else results[0]
+

@@ -1,0 +1,113 @@
+"""Pairwise matching costs between predictions and ground truths (for HungarianAssigner).
+
+Each cost is called as ``cost(pred_instances, gt_instances, img_meta)`` and returns a
+[num_preds, num_gts] matrix, already multiplied by its ``weight``; lower is a better match.
+"""
+from typing import Optional, Union
+
+import torch
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmdet_lite.registry import TASK_UTILS
+from mmdet_lite.structures.bbox import bbox_overlaps, bbox_xyxy_to_cxcywh
+
+
+class BaseMatchCost:
+    """A weighted pairwise cost.
+
+    Args:
+        weight (float): Multiplier of the cost matrix. Defaults to 1.
+    """
+
+    def __init__(self, weight: Union[float, int] = 1.) -> None:
+        self.weight = weight
+
+    def __call__(self, pred_instances: InstanceData, gt_instances: InstanceData,
+                 img_meta: Optional[dict] = None, **kwargs) -> Tensor:
+        """Cost of matching each prediction with each ground truth.
+
+        Args:
+            pred_instances (InstanceData): Predictions (``scores``, ``bboxes`` ...).
+            gt_instances (InstanceData): Ground truths (``labels``, ``bboxes`` ...).
+            img_meta (dict, optional): Image meta, e.g. ``img_shape``.
+
+        Returns:
+            Tensor: [num_preds, num_gts].
+        """
+        raise NotImplementedError
+
+
+@TASK_UTILS.register_module()
+class ClassificationCost(BaseMatchCost):
+    """Minus the softmax probability each prediction gives to each ground truth's class.
+
+    ``pred_instances.scores`` are logits [num_preds, num_classes (+1 background)];
+    ``gt_instances.labels`` are [num_gts] class indices.
+
+    Args:
+        weight (float): Multiplier of the cost matrix. Defaults to 1.
+    """
+
+    def __call__(self, pred_instances: InstanceData, gt_instances: InstanceData,
+                 img_meta: Optional[dict] = None, **kwargs) -> Tensor:
+        probs = pred_instances.scores.softmax(-1)  # [num_preds, C]
+        return -probs[:, gt_instances.labels] * self.weight  # [num_preds, num_gts]
+
+
+@TASK_UTILS.register_module()
+class BBoxL1Cost(BaseMatchCost):
+    """L1 distance between boxes normalized by the image size.
+
+    Both ``bboxes`` are (x1, y1, x2, y2) in pixels; they are divided by (w, h, w, h) of
+    ``img_meta['img_shape']`` so the cost does not depend on the image size.
+
+    Args:
+        box_format (str): Compare boxes as ``'xyxy'`` or as ``'xywh'`` (cx, cy, w, h, as
+            DETR regresses them). Defaults to ``'xyxy'``.
+        weight (float): Multiplier of the cost matrix. Defaults to 1.
+    """
+
+    def __init__(self, box_format: str = 'xyxy', weight: Union[float, int] = 1.) -> None:
+        super().__init__(weight=weight)
+        if box_format not in ('xyxy', 'xywh'):
+            raise ValueError(f"BBoxL1Cost: box_format must be 'xyxy' or 'xywh', "
+                             f'got {box_format!r}.')
+        self.box_format = box_format
+
+    def __call__(self, pred_instances: InstanceData, gt_instances: InstanceData,
+                 img_meta: Optional[dict] = None, **kwargs) -> Tensor:
+        if img_meta is None or 'img_shape' not in img_meta:
+            raise KeyError('BBoxL1Cost needs img_meta["img_shape"] to normalize the boxes.')
+        pred_bboxes, gt_bboxes = pred_instances.bboxes, gt_instances.bboxes
+        if self.box_format == 'xywh':
+            pred_bboxes = bbox_xyxy_to_cxcywh(pred_bboxes)
+            gt_bboxes = bbox_xyxy_to_cxcywh(gt_bboxes)
+        img_h, img_w = img_meta['img_shape'][:2]
+        factor = gt_bboxes.new_tensor([img_w, img_h, img_w, img_h])
+        cost = torch.cdist(pred_bboxes / factor, gt_bboxes / factor, p=1)
+        return cost * self.weight  # [num_preds, num_gts]
+
+
+@TASK_UTILS.register_module()
+class IoUCost(BaseMatchCost):
+    """Minus the IoU (or GIoU) between boxes, (x1, y1, x2, y2) in pixels.
+
+    The ``1 -`` of an IoU loss is left out: a constant does not change the matching.
+
+    Args:
+        iou_mode (str): ``'iou'``, ``'iof'`` or ``'giou'``. Defaults to ``'giou'``.
+        weight (float): Multiplier of the cost matrix. Defaults to 1.
+    """
+
+    def __init__(self, iou_mode: str = 'giou', weight: Union[float, int] = 1.) -> None:
+        super().__init__(weight=weight)
+        self.iou_mode = iou_mode
+
+    def __call__(self, pred_instances: InstanceData, gt_instances: InstanceData,
+                 img_meta: Optional[dict] = None, **kwargs) -> Tensor:
+        pred_bboxes = pred_instances.bboxes
+        # fp16 GIoU areas overflow; compute in fp32 and hand back the input's dtype.
+        overlaps = bbox_overlaps(pred_bboxes.float(), gt_instances.bboxes.float(),
+                                 mode=self.iou_mode)
+        return -overlaps.to(pred_bboxes.dtype) * self.weight  # [num_preds, num_gts]

@@ -1,0 +1,187 @@
+"""Helpers of ``tools/analysis_tools/benchmark.py``: timing, peak memory, synthetic ground truth.
+
+Kept out of the tool so that the tool reads as "what is measured" and this module as "how".
+Nothing here imports torchvision or builds a model.
+"""
+import os
+import platform
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+_CLEAR_REFS = '/proc/self/clear_refs'
+_STATUS = '/proc/self/status'
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak resident memory (Linux ``VmHWM``) to its current RSS.
+
+    After a reset, :func:`peak_rss_mb` reports the peak of the phase that follows instead
+    of the peak since the process started.
+
+    Returns:
+        bool: Whether the reset worked (False where ``/proc/self/clear_refs`` is missing or
+        not writable, e.g. on macOS); the peak is then the process-wide peak so far.
+    """
+    try:
+        with open(_CLEAR_REFS, 'w') as f:
+            f.write('5')  # "5" resets the peak RSS, see proc(5)
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (since the last reset, where possible)."""
+    try:
+        with open(_STATUS) as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024  # reported in kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in kB on Linux but in bytes on macOS.
+    return peak / 1024 / (1024 if platform.system() == 'Darwin' else 1)
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages as a string, or 'n/a' where unsupported."""
+    try:
+        return ' '.join(f'{v:.2f}' for v in os.getloadavg())
+    except OSError:
+        return 'n/a'
+
+
+@dataclass
+class PhaseResult:
+    """Wall-clock times (seconds) of the repeats of one phase of one model.
+
+    Args:
+        phase (str): e.g. 'inference' or 'train_step'.
+        model (str): e.g. 'mmdet_lite' or 'torchvision'.
+        times (list[float]): One duration per timed repeat, warm-up excluded.
+        peak_rss_mb (float): Peak resident memory during the phase, in MiB.
+    """
+    phase: str
+    model: str
+    times: List[float] = field(default_factory=list)
+    peak_rss_mb: float = float('nan')
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.times) * 1000
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.times) * 1000
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.times) * 1000
+
+
+def measure(fn: Callable[[], object], phase: str, model: str, repeat: int,
+            warmup: int) -> PhaseResult:
+    """Call ``fn`` ``warmup`` times untimed, then ``repeat`` times timed.
+
+    Args:
+        fn (callable): The work of one repeat, without arguments.
+        phase (str): Phase name for the report.
+        model (str): Model name for the report.
+        repeat (int): Timed calls (>= 1).
+        warmup (int): Untimed calls first (>= 0): they absorb one-off costs such as
+            allocator growth and lazily built caches.
+
+    Returns:
+        PhaseResult: The durations and the peak RSS over warm-up and timed calls.
+    """
+    if repeat < 1:
+        raise ValueError(f'repeat must be >= 1, got {repeat}')
+    if warmup < 0:
+        raise ValueError(f'warmup must be >= 0, got {warmup}')
+    reset_peak_rss()
+    for _ in range(warmup):
+        fn()
+    result = PhaseResult(phase=phase, model=model)
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        result.times.append(time.perf_counter() - start)
+    result.peak_rss_mb = peak_rss_mb()
+    return result
+
+
+def format_results(results: Sequence[PhaseResult]) -> str:
+    """A fixed-width table, one row per (phase, model)."""
+    lines = [f'{"phase":<12}{"model":<13}{"median_ms":>11}{"min_ms":>10}{"max_ms":>10}'
+             f'{"peak_rss_mb":>13}']
+    for r in results:
+        lines.append(f'{r.phase:<12}{r.model:<13}{r.median_ms:>11.1f}{r.min_ms:>10.1f}'
+                     f'{r.max_ms:>10.1f}{r.peak_rss_mb:>13.0f}')
+    return '\n'.join(lines)
+
+
+def synthetic_gt(num_images: int, num_boxes: int, img_shape: Tuple[int, int],
+                 num_classes: int, seed: int = 0) -> List[Tuple[Tensor, Tensor]]:
+    """Random but reproducible ground-truth boxes and labels.
+
+    Box sides are 1/8 to 1/2 of the image side, so that both the RPN and the RoI head
+    find positive samples, as with real objects.
+
+    Args:
+        num_images (int): Number of images.
+        num_boxes (int): Boxes per image.
+        img_shape (tuple[int, int]): (h, w) of the images.
+        num_classes (int): Labels are drawn from [0, num_classes).
+        seed (int): Seed of the generator (the global RNG is left alone).
+
+    Returns:
+        list[tuple[Tensor, Tensor]]: Per image ``bboxes`` float32 [num_boxes, 4] (x1, y1,
+        x2, y2) and ``labels`` int64 [num_boxes].
+    """
+    if num_classes < 1:
+        raise ValueError(f'num_classes must be >= 1, got {num_classes}')
+    h, w = img_shape
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(num_images):
+        size = torch.rand(num_boxes, 2, generator=gen) * 0.375 + 0.125  # [N, 2] in (w, h)
+        size = size * torch.tensor([w, h], dtype=torch.float32)
+        top_left = torch.rand(num_boxes, 2, generator=gen) * (
+            torch.tensor([w, h], dtype=torch.float32) - size)
+        bboxes = torch.cat([top_left, top_left + size], dim=1)  # [N, 4]
+        labels = torch.randint(0, num_classes, (num_boxes, ), generator=gen)
+        out.append((bboxes, labels))
+    return out
+
+
+def box_masks(bboxes: Tensor, img_shape: Tuple[int, int]) -> np.ndarray:
+    """Filled-rectangle instance masks of boxes.
+
+    Args:
+        bboxes (Tensor): [N, 4] (x1, y1, x2, y2) pixels.
+        img_shape (tuple[int, int]): (h, w).
+
+    Returns:
+        np.ndarray: uint8 [N, h, w], 1 inside each box.
+    """
+    h, w = img_shape
+    masks = np.zeros((len(bboxes), h, w), dtype=np.uint8)
+    for mask, (x1, y1, x2, y2) in zip(masks, bboxes.round().long().tolist()):
+        mask[y1:y2, x1:x2] = 1
+    return masks
+
+
+def machine_summary(threads: Optional[int] = None) -> str:
+    """One line: OS, CPU count, torch version and the number of torch threads."""
+    threads = torch.get_num_threads() if threads is None else threads
+    return (f'{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, '
+            f'python {platform.python_version()}, torch {torch.__version__}, '
+            f'{threads} threads')

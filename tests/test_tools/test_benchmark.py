@@ -1,0 +1,169 @@
+"""Functional tests of tools/analysis_tools/benchmark.py: each mode runs and reports its fields.
+
+Tiny settings only (64x64 images, one repeat, no warm-up, one thread); no timing is asserted.
+"""
+import importlib.util
+import os.path as osp
+import re
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmdet_lite.utils.benchmark import PhaseResult, box_masks, measure, synthetic_gt
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SHAPES_CFG = osp.join(ROOT, 'configs/shapes/faster-rcnn_r18_fpn_shapes.py')
+MASK_CFG = osp.join(ROOT, 'configs/mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
+TINY = ['--shape', '64', '64', '--repeat', '1', '--warmup', '0', '--threads', '1']
+# A ResNet-18 Mask R-CNN with 4 classes, 32 sampled RoIs and 5 detections keeps the mask
+# test small; torchvision's Mask R-CNN takes the same RoI and detection counts.
+SMALL_MASK = ['--cfg-options', 'model.backbone.depth=18',
+              'model.neck.in_channels=[64,128,256,512]',
+              'model.roi_head.bbox_head.num_classes=4', 'model.roi_head.mask_head.num_classes=4',
+              'model.train_cfg.rcnn.sampler.num=32', 'model.test_cfg.rcnn.max_per_img=5']
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_tool', osp.join(ROOT, 'tools/analysis_tools/benchmark.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tool = _load_tool()
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _row(out: str, phase: str, model: str) -> list:
+    match = re.search(rf'^{phase}\s+{model}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$', out,
+                      re.MULTILINE)
+    assert match, f'no {phase}/{model} row in:\n{out}'
+    return [float(v) for v in match.groups()]
+
+
+def test_model_mode_without_torchvision_reports_our_phases(capsys):
+    tool.main([
+        'model', SHAPES_CFG, *TINY, '--compare-torchvision', 'none',
+        '--score-thr', '0.0'
+    ])
+    out = capsys.readouterr().out
+    assert '== mmdet_lite benchmark: model ==' in out
+    assert 'torchvision  : none' in out
+    assert re.search(r'^machine .*1 threads$', out, re.MULTILINE)
+    assert 'train step 2 x 3x64x64, 5 GT boxes each' in out
+    # Score threshold 0: every image gets the test_cfg.rcnn.max_per_img=100 detections.
+    assert 'detections   : mmdet_lite 100' in out
+    for phase in ('inference', 'train_step'):
+        median, low, high, _ = _row(out, phase, 'mmdet_lite')
+        assert low <= median <= high
+    assert 'torchvision' not in out.split('torchvision  : none')[1]
+    assert 'ratio' not in out
+
+
+def test_model_mode_compares_faster_rcnn_with_torchvision(capsys):
+    tool.main(['model', SHAPES_CFG, *TINY])  # auto: FasterRCNN -> fasterrcnn
+    out = capsys.readouterr().out
+    assert 'torchvision  : fasterrcnn' in out
+    for phase in ('inference', 'train_step'):
+        _row(out, phase, 'mmdet_lite')
+        _row(out, phase, 'torchvision')
+    assert re.search(r'params .*mmdet_lite [\d.]+M .*\| torchvision [\d.]+M', out)
+    assert re.search(r'torchvision transform .*: [\d.]+ ms', out)
+    assert re.search(r'ratio mmdet_lite/torchvision \(median\): inference [\d.]+, '
+                     r'train_step [\d.]+$', out, re.MULTILINE)
+
+
+def test_model_mode_compares_mask_rcnn_with_masks(capsys):
+    tool.main(['model', MASK_CFG, *TINY, '--num-gt', '2', *SMALL_MASK])
+    out = capsys.readouterr().out
+    assert 'torchvision  : maskrcnn' in out
+    assert '2 GT boxes each with masks' in out
+    assert 'detections   : mmdet_lite 5 | torchvision 5' in out  # uniform scores 0.2 > 0.05
+    _row(out, 'train_step', 'mmdet_lite')
+    _row(out, 'train_step', 'torchvision')
+    assert 'ratio mmdet_lite/torchvision' in out
+
+
+def test_dataloader_mode_reports_images_per_second(capsys):
+    tool.main(['dataloader', SHAPES_CFG, '--num-batches', '2', '--num-workers', '0'])
+    out = capsys.readouterr().out
+    assert '== mmdet_lite benchmark: dataloader ==' in out
+    assert re.search(r'dataset +: ShapesDataset, \d+ images; batch_size 4, num_workers 0', out)
+    # batch_size 4 in the shapes config: 2 batches are 8 images.
+    assert re.search(r'timed +: 2 batches, 8 images in [\d.]+ s', out)
+    assert re.search(r'images/s +: [\d.]+', out)
+    assert re.search(r'peak_rss_mb +: \d+', out)
+
+
+def test_shape_not_multiple_of_32_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        tool.main(['model', SHAPES_CFG, '--shape', '60', '64'])
+    assert exc.value.code == 2
+    assert 'multiples of 32' in capsys.readouterr().err
+
+
+def test_torchvision_rcnn_settings_follow_our_config():
+    model_cfg = Config.fromfile(MASK_CFG).model
+    kwargs = tool._rcnn_kwargs(model_cfg, (480, 640))
+    assert kwargs['num_classes'] == 81  # 80 classes + background
+    assert (kwargs['min_size'], kwargs['max_size']) == (480, 640)
+    # Proposals: test 1000 -> 1000; training 2000 -> 1000 (torchvision's own default 2000).
+    assert (kwargs['rpn_pre_nms_top_n_test'], kwargs['rpn_post_nms_top_n_test']) == (1000, 1000)
+    assert (kwargs['rpn_pre_nms_top_n_train'],
+            kwargs['rpn_post_nms_top_n_train']) == (2000, 1000)
+    assert (kwargs['box_batch_size_per_image'], kwargs['box_positive_fraction']) == (512, 0.25)
+    assert (kwargs['box_score_thresh'], kwargs['box_detections_per_img']) == (0.05, 100)
+
+
+def test_torchvision_retinanet_settings_follow_our_config():
+    model_cfg = Config(dict(model=dict(
+        type='RetinaNet', bbox_head=dict(num_classes=80),
+        test_cfg=dict(nms_pre=1000, score_thr=0.05, nms=dict(iou_threshold=0.5),
+                      max_per_img=100)))).model
+    model = tool.TORCHVISION_BASELINES['retinanet'].build(model_cfg, (64, 64))
+    assert model.head.classification_head.num_classes == 80
+    assert (model.topk_candidates, model.score_thresh, model.detections_per_img) == (1000, 0.05,
+                                                                                     100)
+
+
+def test_synthetic_gt_is_reproducible_and_inside_the_image():
+    first = synthetic_gt(2, 3, (40, 80), num_classes=5, seed=7)
+    again = synthetic_gt(2, 3, (40, 80), num_classes=5, seed=7)
+    for (bboxes, labels), (bboxes2, labels2) in zip(first, again):
+        assert bboxes.shape == (3, 4) and labels.dtype == torch.int64
+        torch.testing.assert_close(bboxes, bboxes2)
+        assert torch.equal(labels, labels2)
+        widths, heights = bboxes[:, 2] - bboxes[:, 0], bboxes[:, 3] - bboxes[:, 1]
+        assert ((widths >= 10) & (widths <= 40)).all()  # 1/8 .. 1/2 of w=80
+        assert ((heights >= 5) & (heights <= 20)).all()  # 1/8 .. 1/2 of h=40
+        assert (bboxes[:, 2] <= 80).all() and (bboxes[:, 3] <= 40).all()
+        assert ((labels >= 0) & (labels < 5)).all()
+
+
+def test_box_masks_fill_each_box():
+    masks = box_masks(torch.tensor([[1., 2., 4., 3.], [0., 0., 2., 2.]]), (4, 5))
+    expected0 = np.zeros((4, 5), np.uint8)
+    expected0[2:3, 1:4] = 1
+    assert masks.dtype == np.uint8 and masks.shape == (2, 4, 5)
+    np.testing.assert_array_equal(masks[0], expected0)
+    assert masks[1].sum() == 4
+
+
+def test_measure_runs_warmup_untimed_then_repeats():
+    calls = []
+    result = measure(lambda: calls.append(1), 'inference', 'm', repeat=3, warmup=2)
+    assert isinstance(result, PhaseResult)
+    assert len(calls) == 5 and len(result.times) == 3
+    assert result.min_ms <= result.median_ms <= result.max_ms
+    assert result.peak_rss_mb > 0
+    with pytest.raises(ValueError, match='repeat must be >= 1'):
+        measure(lambda: None, 'inference', 'm', repeat=0, warmup=0)

@@ -1,0 +1,389 @@
+"""Speed and memory of mmdet_lite: the training data pipeline, and models against torchvision.
+
+    python tools/analysis_tools/benchmark.py dataloader CONFIG [--num-batches N]
+    python tools/analysis_tools/benchmark.py model CONFIG [--shape H W] [--repeat R]
+        [--warmup W] [--compare-torchvision {auto,fasterrcnn,maskrcnn,retinanet,none}]
+        [--threads T]
+
+``model`` times, for randomly initialised weights, (a) inference on one image (``predict``
+mode, under ``torch.no_grad``) and (b) one training step on two images (forward 'loss',
+backward, SGD step), then the same for the torchvision counterpart built with matching
+settings (see :data:`TORCHVISION_BASELINES`), and prints medians and the ratio
+mmdet_lite / torchvision. What is and is not included is described in docs/benchmark.md.
+To compare a new detector, add one entry to :data:`TORCHVISION_BASELINES`.
+"""
+import argparse
+import itertools
+import logging
+import os.path as osp
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+import torch  # noqa: E402
+from mmengine.config import ConfigDict  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
+from torch import nn  # noqa: E402
+
+from mmdet_lite.apis.cli import exit_on_user_error, load_config  # noqa: E402
+from mmdet_lite.utils.benchmark import (PhaseResult, box_masks, format_results,  # noqa: E402
+                                        load_average, machine_summary, measure,
+                                        peak_rss_mb, reset_peak_rss, synthetic_gt)
+
+SIZE_DIVISOR = 32  # both families pad inputs to a multiple of 32
+TRAIN_BATCH = 2
+SGD = dict(lr=1e-4, momentum=0.9, weight_decay=1e-4)  # small lr: repeats must not diverge
+
+
+# --------------------------------------------------------------------- torchvision baselines
+def _tv_resnet50_fpn(returned_layers: Optional[List[int]] = None, extra_blocks=None):
+    """ResNet-50 + FPN as torchvision builds it around a pretrained backbone.
+
+    ``FrozenBatchNorm2d`` and a frozen stem + layer1 (3 trainable layers) are what
+    torchvision uses whenever backbone weights are loaded; they match our configs'
+    ``norm_eval=True, frozen_stages=1`` (our BN affine parameters of layers 2-4 still get
+    gradients, torchvision's do not). With ``weights_backbone=None`` torchvision's builders
+    would instead train every BN layer, which no real fine-tuning run does.
+    """
+    from torchvision.models import resnet50
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops.misc import FrozenBatchNorm2d
+    resnet = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    return _resnet_fpn_extractor(resnet, 3, returned_layers=returned_layers,
+                                 extra_blocks=extra_blocks)
+
+
+def _size_kwargs(img_shape: Tuple[int, int]) -> dict:
+    # min_size/max_size equal to the input sides make torchvision's resize a scale of 1.
+    return dict(min_size=min(img_shape), max_size=max(img_shape))
+
+
+def _rcnn_kwargs(model_cfg: ConfigDict, img_shape: Tuple[int, int]) -> dict:
+    """Faster/Mask R-CNN settings of torchvision taken from our two-stage config."""
+    train, test = model_cfg.train_cfg, model_cfg.test_cfg
+    return dict(
+        num_classes=model_cfg.roi_head.bbox_head.num_classes + 1,  # + background
+        rpn_pre_nms_top_n_train=train.rpn_proposal.nms_pre,
+        rpn_post_nms_top_n_train=train.rpn_proposal.max_per_img,
+        rpn_pre_nms_top_n_test=test.rpn.nms_pre,
+        rpn_post_nms_top_n_test=test.rpn.max_per_img,
+        rpn_nms_thresh=test.rpn.nms.iou_threshold,
+        rpn_batch_size_per_image=train.rpn.sampler.num,
+        rpn_positive_fraction=train.rpn.sampler.pos_fraction,
+        box_score_thresh=test.rcnn.score_thr,
+        box_nms_thresh=test.rcnn.nms.iou_threshold,
+        box_detections_per_img=test.rcnn.max_per_img,
+        box_batch_size_per_image=train.rcnn.sampler.num,
+        box_positive_fraction=train.rcnn.sampler.pos_fraction,
+        **_size_kwargs(img_shape))
+
+
+def build_tv_faster_rcnn(model_cfg: ConfigDict, img_shape: Tuple[int, int]) -> nn.Module:
+    from torchvision.models.detection import FasterRCNN
+    return FasterRCNN(_tv_resnet50_fpn(), **_rcnn_kwargs(model_cfg, img_shape))
+
+
+def build_tv_mask_rcnn(model_cfg: ConfigDict, img_shape: Tuple[int, int]) -> nn.Module:
+    from torchvision.models.detection import MaskRCNN
+    return MaskRCNN(_tv_resnet50_fpn(), **_rcnn_kwargs(model_cfg, img_shape))
+
+
+def build_tv_retinanet(model_cfg: ConfigDict, img_shape: Tuple[int, int]) -> nn.Module:
+    from torchvision.models.detection import RetinaNet
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+    test = model_cfg.test_cfg
+    backbone = _tv_resnet50_fpn([2, 3, 4], LastLevelP6P7(256, 256))
+    return RetinaNet(backbone, num_classes=model_cfg.bbox_head.num_classes,
+                     score_thresh=test.score_thr, nms_thresh=test.nms.iou_threshold,
+                     detections_per_img=test.max_per_img, topk_candidates=test.nms_pre,
+                     **_size_kwargs(img_shape))
+
+
+@dataclass
+class Baseline:
+    """A torchvision counterpart of one of our detectors.
+
+    Args:
+        build (callable): ``(our model config, (H, W)) -> torchvision model``.
+        detector (str): Our registered type it stands for (used by ``auto``).
+        label_offset (int): Added to our labels: 1 where torchvision reserves 0 for the
+            background (R-CNNs), 0 for sigmoid classifiers (RetinaNet).
+        with_masks (bool): Whether its training targets need instance masks.
+    """
+    build: Callable[[ConfigDict, Tuple[int, int]], nn.Module]
+    detector: str
+    label_offset: int = 1
+    with_masks: bool = False
+
+
+TORCHVISION_BASELINES = {
+    'fasterrcnn': Baseline(build_tv_faster_rcnn, 'FasterRCNN'),
+    'maskrcnn': Baseline(build_tv_mask_rcnn, 'MaskRCNN', with_masks=True),
+    'retinanet': Baseline(build_tv_retinanet, 'RetinaNet', label_offset=0),
+}
+
+
+# --------------------------------------------------------------------- inputs
+def _num_classes(model_cfg: ConfigDict) -> int:
+    if 'roi_head' in model_cfg:
+        return model_cfg.roi_head.bbox_head.num_classes
+    if 'bbox_head' in model_cfg:
+        return model_cfg.bbox_head.num_classes
+    raise KeyError('model: expected roi_head.bbox_head.num_classes or '
+                   'bbox_head.num_classes in the config')
+
+
+def _our_inputs(gt: list, img_shape: Tuple[int, int], with_masks: bool):
+    """Pre-normalised images [B, 3, H, W] and DetDataSamples as the preprocessor leaves them."""
+    from mmengine.structures import InstanceData
+
+    from mmdet_lite.structures import DetDataSample
+    from mmdet_lite.structures.mask import BitmapMasks
+    h, w = img_shape
+    meta = dict(img_shape=img_shape, ori_shape=img_shape, pad_shape=img_shape,
+                batch_input_shape=img_shape, scale_factor=(1.0, 1.0))
+    samples = []
+    for bboxes, labels in gt:
+        instances = InstanceData(bboxes=bboxes.clone(), labels=labels.clone())
+        if with_masks:
+            instances.masks = BitmapMasks(box_masks(bboxes, img_shape), h, w)
+        samples.append(DetDataSample(metainfo=meta, gt_instances=instances))
+    inputs = torch.randn(len(gt), 3, h, w, generator=torch.Generator().manual_seed(1))
+    return inputs, samples
+
+
+def _tv_inputs(gt: list, img_shape: Tuple[int, int], baseline: Baseline):
+    """Images in [0, 1] (torchvision normalises them itself) and target dicts."""
+    gen = torch.Generator().manual_seed(1)
+    images, targets = [], []
+    for bboxes, labels in gt:
+        images.append(torch.rand(3, *img_shape, generator=gen))
+        target = dict(boxes=bboxes.clone(), labels=labels + baseline.label_offset)
+        if baseline.with_masks:
+            target['masks'] = torch.from_numpy(box_masks(bboxes, img_shape))
+        targets.append(target)
+    return images, targets
+
+
+def _sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], **SGD)
+
+
+# --------------------------------------------------------------------- one step each
+def _our_steps(model: nn.Module, img_shape, gt_one: list, gt_train: list, with_masks: bool):
+    """Inference and train-step closures of our model (data preprocessor skipped)."""
+    infer_inputs, infer_samples = _our_inputs(gt_one, img_shape, with_masks=False)
+    train_inputs, train_samples = _our_inputs(gt_train, img_shape, with_masks)
+    optimizer = _sgd(model)
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            return model(infer_inputs, infer_samples, mode='predict')
+
+    def train_step():
+        model.train()
+        losses = model(train_inputs, train_samples, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return infer, train_step, lambda out: len(out[0].pred_instances)
+
+
+def _tv_steps(model: nn.Module, img_shape, gt_one: list, gt_train: list, baseline: Baseline):
+    """Inference and train-step closures of a torchvision detector (its transform included)."""
+    infer_images, _ = _tv_inputs(gt_one, img_shape, baseline)
+    train_images, targets = _tv_inputs(gt_train, img_shape, baseline)
+    optimizer = _sgd(model)
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            return model(infer_images)
+
+    def train_step():
+        model.train()
+        loss = sum(model(train_images, targets).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def transform():
+        with torch.no_grad():
+            model.transform(infer_images)
+
+    return infer, train_step, lambda out: len(out[0]['boxes']), transform
+
+
+def _params_m(model: nn.Module) -> str:
+    total = sum(p.numel() for p in model.parameters()) / 1e6
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
+    return f'{total:.2f}M ({trainable:.2f}M trainable)'
+
+
+def _set_score_thr(model_cfg: ConfigDict, score_thr: float) -> None:
+    test_cfg = model_cfg.test_cfg
+    (test_cfg.rcnn if 'rcnn' in test_cfg else test_cfg).score_thr = score_thr
+
+
+def run_model(args: argparse.Namespace) -> None:
+    h, w = args.shape
+    if h % SIZE_DIVISOR or w % SIZE_DIVISOR or h <= 0 or w <= 0:
+        raise ValueError(f'--shape: H and W must be positive multiples of {SIZE_DIVISOR} '
+                         f'(the padding divisor), got {h} {w}')
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.cfg_options)
+    if args.score_thr is not None:
+        _set_score_thr(cfg.model, args.score_thr)
+    compare = args.compare_torchvision
+    if compare == 'auto':
+        compare = next((name for name, b in TORCHVISION_BASELINES.items()
+                        if b.detector == cfg.model.type), 'none')
+    baseline = TORCHVISION_BASELINES.get(compare)
+
+    from mmdet_lite.registry import MODELS
+    from mmdet_lite.utils import register_all_modules
+    register_all_modules()
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    # init_weights logs one INFO entry per parameter: keep the report readable.
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+    with_masks = 'mask_head' in cfg.model.get('roi_head', {})
+    gt_train = synthetic_gt(TRAIN_BATCH, args.num_gt, (h, w), _num_classes(cfg.model))
+    gt_one = gt_train[:1]
+
+    load_before = load_average()
+    results, dets = [], {}
+    infer, train, count = _our_steps(model, (h, w), gt_one, gt_train, with_masks)
+    results.append(measure(infer, 'inference', 'mmdet_lite', args.repeat, args.warmup))
+    dets['mmdet_lite'] = count(infer())
+    params = {'mmdet_lite': _params_m(model)}
+    tv_transform = None
+    if baseline is not None:
+        tv_model = baseline.build(cfg.model, (h, w))
+        tv_infer, tv_train, tv_count, tv_tf = _tv_steps(tv_model, (h, w), gt_one, gt_train,
+                                                        baseline)
+        results.append(measure(tv_infer, 'inference', 'torchvision', args.repeat,
+                               args.warmup))
+        dets['torchvision'] = tv_count(tv_infer())
+        tv_transform = measure(tv_tf, 'transform', 'torchvision', args.repeat, args.warmup)
+        params['torchvision'] = _params_m(tv_model)
+    results.append(measure(train, 'train_step', 'mmdet_lite', args.repeat, args.warmup))
+    if baseline is not None:
+        results.append(measure(tv_train, 'train_step', 'torchvision', args.repeat,
+                               args.warmup))
+
+    print('== mmdet_lite benchmark: model ==')
+    print(f'config       : {args.config} ({cfg.model.type})')
+    print(f'torchvision  : {compare}')
+    print(f'machine      : {machine_summary(args.threads)}')
+    print(f'load average : {load_before} (start) / {load_average()} (end)')
+    print(f'inputs       : inference 1 x 3x{h}x{w}; train step {TRAIN_BATCH} x 3x{h}x{w}, '
+          f'{args.num_gt} GT boxes each{" with masks" if with_masks else ""}')
+    print(f'repeat/warmup: {args.repeat} / {args.warmup}')
+    print('params       : ' + ' | '.join(f'{k} {v}' for k, v in params.items()))
+    print('detections   : ' + ' | '.join(f'{k} {v}' for k, v in dets.items()))
+    print(format_results(results))
+    if tv_transform is not None:
+        print(f'torchvision transform (normalize+resize+pad, inside its inference time): '
+              f'{tv_transform.median_ms:.1f} ms')
+        by_key = {(r.phase, r.model): r for r in results}
+        ratios = [f'{phase} {by_key[phase, "mmdet_lite"].median_ms / by_key[phase, "torchvision"].median_ms:.2f}'  # noqa: E501
+                  for phase in ('inference', 'train_step')]
+        print('ratio mmdet_lite/torchvision (median): ' + ', '.join(ratios))
+
+
+# --------------------------------------------------------------------- data pipeline
+def run_dataloader(args: argparse.Namespace) -> None:
+    if args.num_batches < 1:
+        raise ValueError(f'--num-batches must be >= 1, got {args.num_batches}')
+    cfg = load_config(args.config, args.cfg_options)
+    if 'train_dataloader' not in cfg:
+        raise KeyError(f'{args.config}: the config has no train_dataloader')
+    from mmengine.runner import Runner
+
+    from mmdet_lite.utils import register_all_modules
+    register_all_modules()
+    loader_cfg = cfg.train_dataloader.copy()
+    if args.num_workers is not None:
+        loader_cfg.num_workers = args.num_workers
+    if loader_cfg.get('num_workers', 0) == 0:
+        loader_cfg.persistent_workers = False  # torch refuses persistent workers without any
+    load_before = load_average()
+    reset_peak_rss()
+    start = time.perf_counter()
+    loader = Runner.build_dataloader(loader_cfg, seed=0)
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))  # cycle epochs
+    next(batches)  # worker start-up and the first batch: not counted
+    first = time.perf_counter() - start
+    images, start = 0, time.perf_counter()
+    for batch in itertools.islice(batches, args.num_batches):
+        images += len(batch['inputs'])
+    elapsed = time.perf_counter() - start
+
+    print('== mmdet_lite benchmark: dataloader ==')
+    print(f'config       : {args.config}')
+    print(f'dataset      : {type(loader.dataset).__name__}, {len(loader.dataset)} images; '
+          f'batch_size {loader.batch_size or loader_cfg.get("batch_size")}, '
+          f'num_workers {loader.num_workers}')
+    print(f'machine      : {machine_summary()}')
+    print(f'load average : {load_before} (start) / {load_average()} (end)')
+    print(f'first batch  : {first:.2f} s (build + worker start-up, not counted)')
+    print(f'timed        : {args.num_batches} batches, {images} images in {elapsed:.2f} s')
+    print(f'images/s     : {images / elapsed:.1f}')
+    print(f'peak_rss_mb  : {peak_rss_mb():.0f} (main process)')
+
+
+# --------------------------------------------------------------------- command line
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='mode', required=True)
+
+    def add_common(p):
+        p.add_argument('config', help='config file')
+        p.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
+                       help='override config entries')
+
+    data = sub.add_parser('dataloader', help='images/s of cfg.train_dataloader')
+    add_common(data)
+    data.add_argument('--num-batches', type=int, default=50, help='timed batches')
+    data.add_argument('--num-workers', type=int, default=None,
+                      help='override train_dataloader.num_workers')
+    data.set_defaults(func=run_dataloader)
+
+    model = sub.add_parser('model', help='inference and train-step latency vs torchvision')
+    add_common(model)
+    model.add_argument('--shape', type=int, nargs=2, default=[640, 640], metavar=('H', 'W'))
+    model.add_argument('--repeat', type=int, default=5, help='timed repeats (median shown)')
+    model.add_argument('--warmup', type=int, default=1, help='untimed repeats first')
+    model.add_argument('--compare-torchvision', default='auto',
+                       choices=['auto', 'none', *TORCHVISION_BASELINES],
+                       help='torchvision counterpart; auto picks it from the model type')
+    model.add_argument('--threads', type=int, default=torch.get_num_threads(),
+                       help='torch.set_num_threads for both models')
+    model.add_argument('--num-gt', type=int, default=5, help='GT boxes per training image')
+    model.add_argument('--score-thr', type=float, default=None,
+                       help='override the test score threshold of both models')
+    model.set_defaults(func=run_model)
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    args.func(args)
+
+
+if __name__ == '__main__':
+    main()
