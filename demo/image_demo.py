@@ -109,15 +109,12 @@ def main(argv=None) -> None:
     import mmcv
     from mmengine.utils import ProgressBar
 
-    from mmdet_lite.apis import inference_detector, init_detector
-    from mmdet_lite.registry import VISUALIZERS
+    from mmdet_lite.apis import inference_detector, init_detector, init_visualizer
 
+    if args.weights is None:
+        print('warning: no --weights given, the model has random weights', file=sys.stderr)
     model = init_detector(args.config, args.weights, device=args.device, palette=args.palette)
-    vis_cfg = dict(model.cfg.get('visualizer') or dict(type='DetLocalVisualizer'))
-    # drawings go straight to files: no storage backends; a fresh instance name per run
-    vis_cfg.update(vis_backends=None, save_dir=None, name=f'image_demo_{os.getpid()}_{id(args)}')
-    visualizer = VISUALIZERS.build(vis_cfg)
-    visualizer.dataset_meta = model.dataset_meta
+    visualizer = init_visualizer(model.cfg, model.dataset_meta)
     classes = model.dataset_meta.get('classes')
 
     names = output_names(images)

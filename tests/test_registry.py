@@ -36,8 +36,17 @@ def test_builds_mmcv_conv_module_through_parent():
 def test_builds_mmcv_transform_through_parent():
     # No explicit `import mmcv.transforms`: the TRANSFORMS location import
     # (mmdet_lite.datasets.transforms) must make mmcv's transforms available.
+    to_tensor = TRANSFORMS.build(dict(type='ImageToTensor', keys=['img']))
+    assert type(to_tensor).__module__.startswith('mmcv.transforms')
+    assert to_tensor.keys == ['img']
+
+
+def test_load_image_is_mmcv_compatible_subclass():
+    # mmdet_lite registers a LoadImageFromFile that names unreadable files; it keeps
+    # mmcv's arguments and class, so configs written for mmcv/mmdet still build.
+    from mmcv.transforms import LoadImageFromFile as MMCVLoadImageFromFile
     load = TRANSFORMS.build(dict(type='LoadImageFromFile', to_float32=True))
-    assert type(load).__module__.startswith('mmcv.transforms')
+    assert isinstance(load, MMCVLoadImageFromFile)
     assert load.to_float32 is True
 
 

@@ -1,6 +1,19 @@
 """Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [options]``.
 
-Flags follow mmdetection's ``tools/test.py``.
+Flags follow mmdetection's ``tools/test.py``:
+
+- ``--work-dir DIR``: where the metrics log goes (default as in ``tools/train.py``).
+- ``--out results.pkl``: also dump the predictions, one dict per image
+  (``img_id``, ``img_path``, ``ori_shape``, ..., ``pred_instances`` with ``bboxes``,
+  ``scores``, ``labels`` and, for Mask R-CNN, ``masks``).
+- ``--show`` / ``--show-dir DIR``: draw the predictions (score > 0.3) in a window, or save
+  them under ``WORK_DIR/<timestamp>/DIR``; ``--wait-time S`` is the window's delay.
+- ``--cfg-options KEY=VALUE ...`` and ``--launcher`` as in ``tools/train.py``.
+
+The checkpoint is read with ``torch.load(weights_only=True)`` plus the allow-list of
+:mod:`mmdet_lite.engine.checkpoint`. Progress: an ``Epoch(test) [i/N]`` line with ETA every
+``default_hooks.logger.interval`` batches. Bad input ends with a one-line ``error: ...``
+and exit status 2.
 """
 import argparse
 import os
@@ -9,7 +22,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmdet_lite.apis.cli import (exit_on_user_error, load_config,  # noqa: E402
+from mmdet_lite.apis.cli import (build_runner, exit_on_user_error,  # noqa: E402
+                                 load_config, prepare_cpu_distributed,
                                  setup_work_dir)
 
 
@@ -24,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '(relative to the work dir\'s timestamped folder)')
     parser.add_argument('--wait-time', type=float, default=2, help='interval of --show (s)')
     parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
-                        help='override config entries')
+                        help='override config entries; +KEY=VALUE adds a key the config lacks')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -34,35 +48,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def enable_drawing(cfg, show: bool, show_dir, wait_time: float) -> None:
+    """Turn on ``DetVisualizationHook`` drawing for ``--show`` / ``--show-dir``."""
+    hooks = cfg.setdefault('default_hooks', {})
+    if 'visualization' not in hooks:
+        raise KeyError('--show/--show-dir need default_hooks.visualization '
+                       "(dict(type='DetVisualizationHook')) in the config")
+    hooks.visualization.draw = True
+    hooks.visualization.show = show
+    hooks.visualization.wait_time = wait_time
+    hooks.visualization.test_out_dir = show_dir
+
+
 @exit_on_user_error
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from mmengine.runner import Runner
-
-    from mmdet_lite.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
-
+    # cheap checks first: they need neither torch nor the registries
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl/.pickle file, got {args.out}')
-
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     setup_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
-
     if args.show or args.show_dir:
-        hooks = cfg.setdefault('default_hooks', {})
-        if 'visualization' not in hooks:
-            raise KeyError('--show/--show-dir need default_hooks.visualization '
-                           "(dict(type='DetVisualizationHook')) in the config")
-        hooks.visualization.draw = True
-        hooks.visualization.show = args.show
-        hooks.visualization.wait_time = args.wait_time
-        hooks.visualization.test_out_dir = args.show_dir
+        enable_drawing(cfg, args.show, args.show_dir, args.wait_time)
 
-    runner = Runner.from_cfg(cfg)
+    from mmdet_lite.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    prepare_cpu_distributed(cfg)
+    runner = build_runner(cfg)
     if args.out is not None:
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))

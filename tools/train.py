@@ -19,6 +19,7 @@ Bad input (missing files, unknown keys, invalid values) ends with a one-line ``e
 on stderr and exit status 2; ``MMDET_LITE_DEBUG=1`` shows the traceback.
 """
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
@@ -26,7 +27,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmdet_lite.apis.cli import (build_runner, exit_on_user_error,  # noqa: E402
-                                 load_config, setup_work_dir)
+                                 load_config, prepare_cpu_distributed,
+                                 setup_work_dir)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,11 +58,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def apply_resume(cfg, resume: str) -> None:
     """``--resume``: ``'auto'`` finds the latest checkpoint of the work dir, else a path."""
     if resume == 'auto':
+        from mmengine.logging import print_log
         from mmengine.runner import find_latest_checkpoint
         if find_latest_checkpoint(cfg.work_dir) is None:
-            from mmengine.logging import print_log
             print_log(f'--resume: no checkpoint in {cfg.work_dir} yet, training from the '
-                      'start', logger='current', level=30)  # WARNING
+                      'start', logger='current', level=logging.WARNING)
         cfg.resume = True
         cfg.load_from = None
     else:
@@ -73,25 +75,25 @@ def apply_resume(cfg, resume: str) -> None:
 @exit_on_user_error
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from mmdet_lite.engine import trust_checkpoints
-    from mmdet_lite.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
-
+    # the config first: its errors need neither torch nor the registries
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     setup_work_dir(cfg, args.config, args.work_dir)
+    if args.resume is not None:
+        apply_resume(cfg, args.resume)
 
+    from mmdet_lite.engine import enable_amp, trust_checkpoints
+    from mmdet_lite.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
     if args.amp:
-        from mmdet_lite.engine.amp import enable_amp
         enable_amp(cfg)
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise ValueError('--auto-scale-lr needs `auto_scale_lr = dict(enable=..., '
                              'base_batch_size=N)` in the config (see schedule_1x.py)')
         cfg.auto_scale_lr.enable = True
-    if args.resume is not None:
-        apply_resume(cfg, args.resume)
 
+    prepare_cpu_distributed(cfg)
     runner = build_runner(cfg)
     # The run's own checkpoints may hold state beyond mmengine's (custom hooks): trusted.
     with trust_checkpoints(runner.work_dir):

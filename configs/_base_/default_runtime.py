@@ -26,4 +26,9 @@ resume = False
 
 # Fail fast, naming the config keys to change, when a head's num_classes does not match the
 # dataset's classes (num_classes counts object classes only; no background).
-custom_hooks = [dict(type='NumClassCheckHook')]
+# Stop at the first NaN/inf loss, naming the iteration and the loss terms, instead of
+# training on with NaN weights (skip_nonfinite=True skips such steps and counts them).
+custom_hooks = [
+    dict(type='NumClassCheckHook'),
+    dict(type='NonFiniteLossHook', skip_nonfinite=False),
+]

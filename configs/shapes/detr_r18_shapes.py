@@ -74,6 +74,9 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[30],
          gamma=0.1)
 ]
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=6, max_keep_ckpts=2))
+default_hooks = dict(
+    logger=dict(interval=20),
+    # every epoch, plus the best by the first metric (coco/bbox_mAP)
+    checkpoint=dict(interval=1, max_keep_ckpts=2, save_best='auto'))
 auto_scale_lr = dict(base_batch_size=4)
 randomness = dict(seed=0)

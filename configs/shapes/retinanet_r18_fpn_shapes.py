@@ -43,5 +43,8 @@ param_scheduler = [
 ]
 # RetinaNet's lr (half of Faster R-CNN's); clipping keeps the from-scratch start stable.
 optim_wrapper = dict(optimizer=dict(lr=0.01), clip_grad=dict(max_norm=35, norm_type=2))
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=2, max_keep_ckpts=2))
+default_hooks = dict(
+    logger=dict(interval=20),
+    # every epoch, plus the best by the first metric (coco/bbox_mAP)
+    checkpoint=dict(interval=1, max_keep_ckpts=2, save_best='auto'))
 randomness = dict(seed=0)

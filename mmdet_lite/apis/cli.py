@@ -146,3 +146,24 @@ def build_runner(cfg: Config):
         return RUNNERS.build(cfg)
     from mmengine.runner import Runner
     return Runner.from_cfg(cfg)
+
+
+def prepare_cpu_distributed(cfg: Config) -> None:
+    """Let ``--launcher pytorch`` run on a machine without CUDA (gloo, CPU DDP).
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device`` and wraps the model in DDP
+    with ``device_ids=[LOCAL_RANK]``, both of which need a GPU. Without one, start the
+    process group here with the gloo backend (the Runner then skips its own set-up) and
+    wrap the CPU model with ``device_ids=None``. With CUDA this does nothing.
+    """
+    import torch
+    import torch.distributed as dist
+    if cfg.get('launcher') != 'pytorch' or torch.cuda.is_available():
+        return
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')  # rank/world size from torchrun's env vars
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper

@@ -7,12 +7,12 @@ Example:
     >>> result.pred_instances.bboxes                     # [N, 4] original-image pixels
 """
 import copy
+import itertools
 import os.path as osp
 import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
@@ -22,7 +22,7 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 from mmdet_lite.engine.checkpoint import load_local_checkpoint
-from mmdet_lite.registry import DATASETS, MODELS, TRANSFORMS
+from mmdet_lite.registry import DATASETS, MODELS, TRANSFORMS, VISUALIZERS
 from mmdet_lite.structures import DetDataSample
 from mmdet_lite.utils import register_all_modules
 
@@ -30,6 +30,7 @@ ImageType = Union[str, Path, np.ndarray]
 ImagesType = Union[ImageType, Sequence[ImageType]]
 
 _PALETTE_NONE = 'none'  # init_detector's "no override" value, as in mmdetection
+_visualizer_ids = itertools.count()
 
 
 def _load_config(config: Union[str, Path, Config]) -> Config:
@@ -93,10 +94,13 @@ def _load_weights(model: nn.Module, checkpoint: str) -> dict:
     wrong_shape = [f'{key}: checkpoint {tuple(value.shape)}, model {tuple(own[key].shape)}'
                    for key, value in state_dict.items()
                    if key in own and tuple(value.shape) != tuple(own[key].shape)]
-    if missing or unexpected or wrong_shape:
-        problems = [f'{name} ({len(keys)}): {", ".join(keys[:5])}{" ..." if len(keys) > 5 else ""}'
-                    for name, keys in (('missing keys', missing), ('unexpected keys', unexpected),
-                                       ('shape mismatches', wrong_shape)) if keys]
+    problems = []
+    for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                       ('shape mismatches', wrong_shape)):
+        if keys:
+            more = ' ...' if len(keys) > 5 else ''
+            problems.append(f'{what} ({len(keys)}): {", ".join(keys[:5])}{more}')
+    if problems:
         raise ValueError(f'checkpoint {checkpoint} does not fit the model built from the '
                          f'config; {"; ".join(problems)}')
     model.load_state_dict(state_dict, strict=True)
@@ -174,6 +178,27 @@ def init_detector(config: Union[str, Path, Config],
     return model
 
 
+def init_visualizer(cfg: Config, dataset_meta: dict):
+    """The config's visualizer (``DetLocalVisualizer`` if it has none) for drawing to files.
+
+    Storage backends are dropped (drawings are written with ``out_file``) and the instance
+    gets a name of its own, so several can exist in one process.
+
+    Args:
+        cfg (Config): Config, possibly with a ``visualizer`` entry.
+        dataset_meta (dict): ``classes`` and ``palette`` to draw with.
+
+    Returns:
+        DetLocalVisualizer: The visualizer.
+    """
+    vis_cfg = dict(cfg.get('visualizer') or dict(type='DetLocalVisualizer'))
+    vis_cfg.update(vis_backends=None, save_dir=None,
+                   name=f'{vis_cfg.get("name", "visualizer")}_{next(_visualizer_ids)}')
+    visualizer = VISUALIZERS.build(vis_cfg)
+    visualizer.dataset_meta = dataset_meta
+    return visualizer
+
+
 def get_test_pipeline_cfg(cfg: Config, from_ndarray: bool = False) -> List[dict]:
     """The config's test pipeline for inference: annotation loading removed.
 
@@ -216,24 +241,19 @@ def _build_pipeline(pipeline: Union[Compose, Sequence]) -> Compose:
 
 
 def _prepare(pipeline: Compose, img: ImageType, index: int) -> dict:
-    """Run one image through the pipeline, with errors that name the image."""
+    """Run one image through the pipeline.
+
+    A missing or undecodable file is reported, with its path, by the pipeline's
+    ``LoadImageFromFile`` (FileNotFoundError / ValueError).
+    """
     if isinstance(img, np.ndarray):
         results, name = dict(img=img, img_id=index), f'image array #{index}'
     elif isinstance(img, (str, Path)):
-        name = str(img)
-        if not osp.isfile(name):
-            raise FileNotFoundError(f'image file not found: {name}')
-        results = dict(img_path=name, img_id=index)
+        results, name = dict(img_path=str(img), img_id=index), str(img)
     else:
         raise TypeError('images must be file paths or np.ndarray (BGR [H, W, 3]), got '
                         f'{type(img).__name__}')
-    try:
-        data = pipeline(results)
-    except (AssertionError, cv2.error) as err:
-        if 'img' in results:  # loading worked; the failure is a later transform's
-            raise
-        raise ValueError(f'could not read an image from {name}: not a readable image '
-                         'file') from err
+    data = pipeline(results)
     if data is None:
         raise ValueError(f'the test pipeline dropped {name} (a transform returned None)')
     return data

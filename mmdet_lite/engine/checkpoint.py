@@ -5,9 +5,11 @@ Since torch 2.6 that means ``weights_only=True``, which refuses every pickled gl
 not a tensor, a container or a plain value. Checkpoints written by mmengine's Runner hold
 more than that: the message hub stores ``HistoryBuffer`` objects (each with numpy arrays,
 numpy scalars and its statistic methods, pickled as ``getattr(HistoryBuffer, 'mean')``), so
-``--resume`` failed with ``Unsupported global: mmengine...HistoryBuffer``. Model weights
-(``load_from``, ``init_detector``, ``init_cfg=dict(type='Pretrained')``) load fine, unless
-the file also carries such state.
+``--resume`` failed with ``Unsupported global: mmengine...HistoryBuffer`` (or, first,
+``numpy._core.multiarray.scalar``). Loading only model weights (``load_from``,
+``init_detector``, ``init_cfg=dict(type='Pretrained')``) failed the same way whenever the
+file was such a Runner checkpoint: the whole file is unpickled either way. Bare state dicts
+loaded fine.
 
 The choice: replace mmengine's loader for local paths (``CheckpointLoader`` scheme ``''``,
 registered with ``force=True`` when :mod:`mmdet_lite.engine` is imported) by
@@ -23,7 +25,7 @@ numpy arrays, numeric/string dtypes and scalars, and a ``getattr`` that only loo
 A file that needs anything else is loaded with full unpickling only when it is trusted:
 
 - it lies under a path given to :func:`trust_checkpoints` (``tools/train.py`` trusts the
-  run's own work dir while resuming: it wrote those files itself), or
+  run's own work dir while it trains, resuming included: the run wrote those files), or
 - it lies under a path listed in the environment variable ``MMDET_LITE_TRUSTED_CHECKPOINTS``
   (``os.pathsep``-separated files or folders).
 
@@ -161,9 +163,10 @@ def load_local_checkpoint(filename: str, map_location: Optional[Union[str, torch
 
     Raises:
         FileNotFoundError: ``filename`` does not exist.
-        UntrustedCheckpointError: The file holds objects outside the allow-list and is not
-            trusted.
-        ValueError: The file is not a readable checkpoint.
+        UntrustedCheckpointError: The file holds objects outside the allow-list (or is no
+            pickle at all) and is not trusted.
+        ValueError: torch cannot read the file (truncated, corrupt, or saved on a device
+            this machine lacks).
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
@@ -174,12 +177,13 @@ def load_local_checkpoint(filename: str, map_location: Optional[Union[str, torch
     except pickle.UnpicklingError as err:
         refusal = err
     except (RuntimeError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"checkpoint '{filename}' could not be read: it is not a complete "
-                         f'PyTorch checkpoint ({str(err).splitlines()[0]})') from err
+        # a truncated or corrupt file, or tensors saved on a device this machine lacks
+        raise ValueError(f"checkpoint '{filename}' could not be loaded: "
+                         f'{str(err).strip().splitlines()[0]}') from err
 
     if is_trusted_checkpoint(filename):
-        print_log(f'{filename} holds objects beyond weights and mmengine state; loading it '
-                  'with full unpickling because its path is trusted', logger='current')
+        print_log(f'{filename} cannot be loaded with weights_only=True; loading it with '
+                  'full unpickling because its path is trusted', logger='current')
         return torch.load(filename, map_location=map_location, weights_only=False)
     raise UntrustedCheckpointError(_refusal_message(filename, refusal)) from refusal
 
@@ -190,12 +194,8 @@ def _refusal_message(filename: str, refusal: Exception) -> str:
     text = str(refusal)
     reason = text.split('WeightsUnpickler error:', 1)[-1].strip().splitlines()[0]
     refused = _refused_globals(filename)
-    if refused:
-        what = f'holds pickled objects of types {", ".join(refused)}'
-    elif any(word in reason for word in ('GLOBAL', 'allowlist', 'reduce', 'build')):
-        what = f'holds pickled objects beyond weights ({reason})'
-    else:  # e.g. 'Unsupported operand': a corrupt file, or a pickle torch cannot vet
-        what = f'is not a checkpoint a weights-only load can read ({reason})'
+    what = (f'holds pickled objects of types {", ".join(refused)}' if refused else
+            f'cannot be read with weights_only=True ({reason})')
     return (f"checkpoint '{filename}' {what}; mmdet_lite loads checkpoints with "
             'torch.load(weights_only=True) because full unpickling can run arbitrary code '
             'from the file. If you trust where the file came from, allow it with the '

@@ -12,6 +12,7 @@ as one FLOP, and operators mmengine has no counter for (NMS, RoIAlign ...) count
 import argparse
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -53,7 +54,10 @@ def model_complexity(model, height: int, width: int) -> dict:
     # so the model itself (and its module names in the table) is what gets traced.
     model.forward = lambda x: forward(x, data_samples, mode='tensor')
     try:
-        info = get_model_complexity_info(model, inputs=(inputs, ), show_arch=False)
+        with warnings.catch_warnings():
+            # mmengine's analyzer scripts helpers with torch.jit; nothing the user can change
+            warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')
+            info = get_model_complexity_info(model, inputs=(inputs, ), show_arch=False)
     finally:
         del model.forward
     info['input_shape'] = list(inputs.shape)

@@ -10,8 +10,9 @@
 #     model = dict(backbone=dict(
 #         init_cfg=dict(type='Pretrained', checkpoint='/path/to/resnet50.pth')))
 # or on the command line
-#     --cfg-options model.backbone.init_cfg.type=Pretrained \
-#                   model.backbone.init_cfg.checkpoint=/path/to/resnet50.pth
+#     --cfg-options +model.backbone.init_cfg.type=Pretrained \
+#                   +model.backbone.init_cfg.checkpoint=/path/to/resnet50.pth
+# (a leading `+` adds a key the config does not have yet; see docs/config.md)
 model = dict(
     type='FasterRCNN',
     data_preprocessor=dict(

@@ -14,10 +14,11 @@ from .loading_ndarray import LoadImageFromNDArray
 from .pad import Pad
 from .random_resize import RandomChoiceResize, RandomResize
 from .resize import Resize
+from .safe_loading import LoadImageFromFile
 from .wrappers import RandomChoice
 
 __all__ = [
     'LoadAnnotations', 'Resize', 'RandomResize', 'RandomChoiceResize', 'RandomFlip',
     'RandomCrop', 'Pad', 'FilterAnnotations', 'PackDetInputs', 'RandomChoice',
-    'LoadImageFromNDArray'
+    'LoadImageFromNDArray', 'LoadImageFromFile'
 ]

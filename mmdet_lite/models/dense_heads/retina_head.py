@@ -2,7 +2,8 @@
 
 Two parallel towers of 3x3 convs, shared across levels: one ends in a sigmoid logit per
 (anchor, class), the other in four box deltas per anchor. Targets, losses (focal + L1 in the
-standard config) and multi-class post-processing come from :class:`AnchorHead`.
+standard config) and multi-class post-processing (score threshold, top-k, per-class
+NMS) come from :class:`AnchorHead` and :class:`BaseDenseHead`.
 """
 from typing import Tuple
 

@@ -2,11 +2,10 @@
 import copy
 from typing import Dict, Tuple
 
-import torch
 from torch import Tensor
 
 from mmdet_lite.registry import MODELS
-from mmdet_lite.structures import OptSampleList, SampleList
+from mmdet_lite.structures import DetDataSample, OptSampleList, SampleList
 from mmdet_lite.utils import ConfigType, OptConfigType, OptMultiConfig
 from .base import BaseDetector
 
@@ -110,14 +109,21 @@ class TwoStageDetector(BaseDetector):
         return self.add_pred_to_datasample(data_samples, results)
 
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> tuple:
-        """RPN maps plus RoI head outputs for the RPN's proposals."""
+        """Raw outputs: ``(rpn_outs, roi_outs)`` (``roi_outs`` alone without an RPN).
+
+        ``rpn_outs`` is the RPN's (cls_scores, bbox_preds) per level; ``roi_outs`` the RoI
+        head's outputs for the RPN's proposals. The RPN runs once: its proposals are
+        decoded from the same maps that are returned.
+        """
         x = self.extract_feat(inputs)
-        outs = ()
-        if self.with_rpn:
-            outs = outs + (self.rpn_head(x), )
         if data_samples is None:
-            from mmdet_lite.structures import DetDataSample
-            data_samples = [DetDataSample(metainfo=dict(img_shape=inputs.shape[-2:]))
+            data_samples = [DetDataSample(metainfo=dict(img_shape=tuple(inputs.shape[-2:])))
                             for _ in range(inputs.size(0))]
-        proposals = self._proposals(x, data_samples)
-        return outs + (self.roi_head.forward(x, proposals, data_samples), )
+        if not self.with_rpn:
+            proposals = [sample.proposals for sample in data_samples]
+            return (self.roi_head.forward(x, proposals, data_samples), )
+        rpn_outs = self.rpn_head(x)  # per level [B, A, H_l, W_l], [B, A*4, H_l, W_l]
+        proposals = self.rpn_head.predict_by_feat(
+            *rpn_outs, batch_img_metas=[sample.metainfo for sample in data_samples],
+            rescale=False)
+        return rpn_outs, self.roi_head.forward(x, proposals, data_samples)

@@ -1,0 +1,139 @@
+"""Faults during training (issue 7): non-finite losses, broken images, a full disk.
+
+The training tests run ``tools/train.py`` on the tiny shapes config with a plugin hook
+(``robust_training_plugins.py``) that breaks something at a chosen iteration.
+"""
+import errno
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from robust_training_helpers import describe, files, load, train, train_scalars, write_config
+
+from mmdet_lite.datasets.transforms import LoadImageFromFile
+from mmdet_lite.engine.hooks import NonFiniteLossHook
+from mmdet_lite.engine.hooks.nonfinite_loss_hook import nonfinite_terms
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp('shapes_tiny')
+
+
+def _nan_at_iteration_2(folder) -> str:
+    # a default hook, so that custom_hooks stays the default runtime's
+    return write_config(folder, 'nan_at_2', '''
+default_hooks = dict(
+    inject_nan=dict(type='InjectNaNLossHook', iteration=2, term='loss_bbox'),
+    save_state=dict(type='SaveModelStateHook', iterations=(1, 2, 3)))
+''')
+
+
+def test_nonfinite_loss_stops_naming_iteration_and_terms(tmp_path, data_root):
+    result = train(_nan_at_iteration_2(tmp_path), tmp_path / 'work', data_root)
+    assert result.returncode != 0, describe(result)
+    assert 'FloatingPointError: non-finite loss at iteration 2 (epoch 1): loss_bbox=nan' \
+        in result.stderr, describe(result)
+    assert '--cfg-options custom_hooks.1.skip_nonfinite=True' in result.stderr
+    assert sorted(train_scalars(tmp_path / 'work')) == [1]  # stopped before logging it
+
+
+def test_skip_nonfinite_skips_the_update_and_counts_it(tmp_path, data_root):
+    work_dir = tmp_path / 'work'
+    result = train(_nan_at_iteration_2(tmp_path), work_dir, data_root,
+                   ['custom_hooks.1.skip_nonfinite=True'])
+    assert result.returncode == 0, describe(result)
+    assert ('non-finite loss at iteration 2 (epoch 1): loss_bbox=nan: skipped the optimizer '
+            'step (1 skipped so far)') in result.stdout
+    scalars = train_scalars(work_dir)
+    assert sorted(scalars) == [1, 2, 3, 4]
+    assert 'nonfinite_skips' not in scalars[1]
+    assert [scalars[i]['nonfinite_skips'] for i in (2, 3, 4)] == [1, 1, 1]
+    assert all(np.isfinite(scalars[i]['loss']) for i in scalars)
+    after = {i: torch.load(work_dir / f'iter{i}_rank0.pth') for i in (1, 2, 3)}
+    assert all(torch.equal(after[1][k], after[2][k]) for k in after[1])  # no update at 2
+    assert not all(torch.equal(after[2][k], after[3][k]) for k in after[2])
+
+
+def _break_image_after_iteration_2(folder, mode: str) -> str:
+    return write_config(folder, f'{mode}_image', f'''
+default_hooks = dict(break_image=dict(type='BreakImageFileHook', iteration=2, mode={mode!r}))
+''')
+
+
+def test_missing_image_mid_epoch_stops_naming_the_file(tmp_path):
+    work_dir = tmp_path / 'work'
+    result = train(_break_image_after_iteration_2(tmp_path, 'missing'), work_dir,
+                   tmp_path / 'data')
+    broken = (work_dir / 'broken_image.txt').read_text()
+    assert result.returncode == 2, describe(result)
+    assert f'error: image file not found: {broken}' in result.stderr
+    assert sorted(train_scalars(work_dir)) == [1, 2]
+
+
+def test_skip_broken_images_option_skips_with_warning_and_count(tmp_path):
+    work_dir = tmp_path / 'work'
+    result = train(_break_image_after_iteration_2(tmp_path, 'corrupt'), work_dir,
+                   tmp_path / 'data', ['+train_dataloader.dataset.pipeline.0.ignore_empty=True'])
+    assert result.returncode == 0, describe(result)
+    broken = (work_dir / 'broken_image.txt').read_text()
+    assert (f'LoadImageFromFile: skipping a sample: could not decode image {broken} (10 bytes)'
+            in result.stdout)
+    assert '(1 unreadable image(s) skipped so far by this process)' in result.stdout
+    assert sorted(train_scalars(work_dir)) == [1, 2, 3, 4]
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, data_root):
+    config = write_config(tmp_path, 'disk_full', '''
+train_cfg = dict(max_epochs=2, val_interval=10)
+default_hooks = dict(
+    checkpoint=dict(max_keep_ckpts=1),  # mmengine would delete epoch_1 before writing epoch_2
+    break_write=dict(type='BreakCheckpointWriteHook', filename='epoch_2.pth', action='enospc'))
+''')
+    work_dir = tmp_path / 'work'
+    result = train(config, work_dir, data_root)
+    assert result.returncode != 0, describe(result)
+    previous, failed = osp.join(work_dir, 'epoch_1.pth'), osp.join(work_dir, 'epoch_2.pth')
+    assert (f'OSError: [Errno {errno.ENOSPC}] could not save checkpoint {failed}: No space left '
+            f'on device. The partial file was removed and the latest complete checkpoint is '
+            f'still {previous}') in result.stderr, describe(result)
+    assert [n for n in files(work_dir) if '.pth' in n] == ['epoch_1.pth']
+    assert (work_dir / 'last_checkpoint').read_text() == previous
+    assert load(previous)['meta']['epoch'] == 1
+
+
+# --- in-process checks of the building blocks ---
+
+def test_load_image_errors_name_the_file(tmp_path):
+    missing, corrupt = str(tmp_path / 'missing.png'), str(tmp_path / 'corrupt.png')
+    (tmp_path / 'corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 8)
+    loader = LoadImageFromFile()
+    with pytest.raises(FileNotFoundError, match=f'image file not found: {missing}'):
+        loader(dict(img_path=missing))
+    with pytest.raises(ValueError, match=f'could not decode image {corrupt} \\(16 bytes\\)'):
+        loader(dict(img_path=corrupt))
+
+
+def test_load_image_ignore_empty_skips_and_counts(tmp_path):
+    good = str(tmp_path / 'good.png')
+    cv2.imwrite(good, np.full((5, 7, 3), 200, np.uint8))
+    loader = LoadImageFromFile(ignore_empty=True)
+    assert loader(dict(img_path=str(tmp_path / 'missing.png'))) is None
+    assert loader(dict(img_path=str(tmp_path / 'missing2.png'))) is None
+    assert loader.num_skipped == 2
+    results = loader(dict(img_path=good))
+    assert results['img'].shape == (5, 7, 3) and results['img'].dtype == np.uint8
+    assert results['ori_shape'] == results['img_shape'] == (5, 7)
+
+
+def test_nonfinite_terms_lists_only_bad_loss_terms():
+    log_vars = dict(loss=torch.tensor(float('nan')), loss_cls=torch.tensor(1.0),
+                    loss_bbox=torch.tensor(float('inf')), acc=torch.tensor(float('nan')))
+    assert nonfinite_terms(log_vars) == ['loss', 'loss_bbox']
+
+
+def test_nonfinite_loss_hook_checks_its_argument():
+    with pytest.raises(TypeError, match='skip_nonfinite must be True or False'):
+        NonFiniteLossHook(skip_nonfinite='yes')

@@ -1,0 +1,156 @@
+"""Bad input to tools/train.py and tools/test.py: one clear line on stderr, exit status 2.
+
+Subprocesses run the real tools for a missing config, a deleted image and an untrusted
+checkpoint (the last two through a real Runner); the other cases fail before torch would
+be imported, so their ``main`` is called in-process. The last tests cover
+``mmdet_lite.apis.cli`` directly.
+"""
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from helpers_tools import REPO_ROOT, TINY_CONFIG, run_tool, tiny_data_cfg_options
+from mmengine.config import Config
+
+from mmdet_lite.apis.cli import load_config, one_line_message
+
+TOOLS_DIR = Path(REPO_ROOT) / 'tools'
+
+
+class _TouchOnLoad:
+    """Unpickling this creates ``path``: shows whether a file's code ran."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return Path.touch, (Path(self.path), )
+
+
+def _assert_one_line_error(proc, *fragments: str) -> str:
+    """Exit status 2, no traceback, and a last stderr line ``error: ...`` with fragments."""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith('error: '), line
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line
+
+
+def _load_tool(name: str):
+    """``tools/<name>.py`` as a module, to call its ``main(argv)`` in this process."""
+    spec = importlib.util.spec_from_file_location(f'tool_{name}', TOOLS_DIR / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def call_tool(monkeypatch, capsys):
+    """Run a tool's ``main`` in-process; returns it as a finished ``CompletedProcess``.
+
+    For errors caught before torch is imported, this checks the same wrapper as a
+    subprocess would, without paying for a new interpreter.
+    """
+    monkeypatch.setenv('LOCAL_RANK', '0')  # parse_args would otherwise set it for good
+
+    def call(name: str, argv) -> subprocess.CompletedProcess:
+        with pytest.raises(SystemExit) as exit_info:
+            _load_tool(name).main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, exit_info.value.code, out, err)
+
+    return call
+
+
+def test_missing_config_in_a_real_subprocess(tmp_path):
+    proc = run_tool('train', [tmp_path / 'nope.py'])
+    _assert_one_line_error(proc, 'config file not found', 'nope.py')
+
+
+def test_missing_checkpoint_for_test_and_resume(call_tool, tmp_path):
+    proc = call_tool('test', [TINY_CONFIG, tmp_path / 'missing.pth'])
+    _assert_one_line_error(proc, 'checkpoint not found', 'missing.pth')
+    proc = call_tool('train', [TINY_CONFIG, '--resume', tmp_path / 'gone.pth'])
+    _assert_one_line_error(proc, '--resume: checkpoint not found', 'gone.pth')
+
+
+def test_unknown_cfg_option_key_lists_the_nearest_keys(call_tool):
+    proc = call_tool('train', [TINY_CONFIG, '--cfg-options', 'train_cfg.max_epoch=2'])
+    _assert_one_line_error(proc, "'train_cfg.max_epoch' is not a key",
+                           'nearest keys: train_cfg.max_epochs', '+train_cfg.max_epoch=')
+
+
+def test_out_must_be_a_pickle(call_tool, tmp_path):
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'')
+    proc = call_tool('test', [TINY_CONFIG, checkpoint, '--out', tmp_path / 'r.json'])
+    _assert_one_line_error(proc, '--out must be a .pkl/.pickle file', 'r.json')
+
+
+def test_deleted_image_names_the_file(tmp_path):
+    from mmdet_lite.datasets import ShapesDataset
+    dataset_cfg = Config.fromfile(TINY_CONFIG).train_dataloader.dataset
+    dataset_cfg.pop('type')
+    dataset_cfg.update(data_root=f'{tmp_path}/', pipeline=[])
+    ShapesDataset(**dataset_cfg)  # generate the split, as the tool would
+    ann = json.loads((tmp_path / 'annotations' / 'instances_train.json').read_text())
+    deleted = tmp_path / 'train' / ann['images'][0]['file_name']
+    deleted.unlink()
+
+    work_dir = tmp_path / 'work'
+    proc = run_tool('train', [TINY_CONFIG, '--work-dir', work_dir, '--cfg-options',
+                              *tiny_data_cfg_options(tmp_path), '+train_cfg.val_begin=2'])
+    line = _assert_one_line_error(proc, str(deleted))
+    assert 'not found' in line or 'No such file' in line
+
+
+def test_untrusted_checkpoint_is_refused_with_a_way_out(tmp_path):
+    marker = tmp_path / 'code_ran'
+    checkpoint = tmp_path / 'downloaded.pth'
+    torch.save(dict(state_dict={}, payload=_TouchOnLoad(marker)), checkpoint)
+    proc = run_tool('test', [TINY_CONFIG, checkpoint, '--work-dir', tmp_path / 'work',
+                             '--cfg-options', *tiny_data_cfg_options(tmp_path / 'data')])
+    _assert_one_line_error(proc, 'downloaded.pth', 'weights_only=True', 'arbitrary code',
+                           'MMDET_LITE_TRUSTED_CHECKPOINTS=')
+    assert not marker.exists()
+
+
+def test_new_keys_need_the_plus_prefix():
+    with pytest.raises(KeyError, match=r"'model\.backbone\.init_cfg\.type' is not a key"):
+        load_config(TINY_CONFIG, ['model.backbone.init_cfg.type=Pretrained'])
+    cfg = load_config(TINY_CONFIG, ['+model.backbone.init_cfg.type=Pretrained',
+                                    'train_cfg.max_epochs=3'])
+    assert cfg.model.backbone.init_cfg.type == 'Pretrained'
+    assert cfg.train_cfg.max_epochs == 3
+    with pytest.raises(ValueError, match="expects KEY=VALUE, got 'max_epochs'"):
+        load_config(TINY_CONFIG, ['max_epochs'])
+
+
+def test_one_line_message_of_a_dataloader_worker_error():
+    err = FileNotFoundError(
+        'Caught FileNotFoundError in DataLoader worker process 0.\n'
+        'Original Traceback (most recent call last):\n'
+        '  File "loading.py", line 10, in transform\n'
+        "FileNotFoundError: [Errno 2] No such file or directory: 'data/x.jpg'\n")
+    assert one_line_message(err) == \
+        "FileNotFoundError: [Errno 2] No such file or directory: 'data/x.jpg'"
+    assert one_line_message(KeyError("unknown key 'a'")) == "unknown key 'a'"
+    assert one_line_message(ValueError('first\n  second')) == 'first second'
+
+
+def test_tiny_config_points_at_a_data_root_given_on_the_command_line(tmp_path):
+    cfg = load_config(TINY_CONFIG, tiny_data_cfg_options(tmp_path))
+    root = f'{tmp_path}/'
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[loader].dataset.data_root == root
+        assert cfg[loader].batch_size == 2 and cfg[loader].num_workers == 0
+    assert cfg.val_evaluator.ann_file == str(Path(root) / 'annotations' / 'instances_val.json')
+    assert cfg.test_evaluator.ann_file == cfg.val_evaluator.ann_file
+    assert cfg.train_dataloader.dataset.num_images == 8
+    assert cfg.val_dataloader.dataset.num_images == 4
+    assert cfg.model.neck.in_channels == [8, 16, 32, 64]
