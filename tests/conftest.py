@@ -1,5 +1,10 @@
 """Shared pytest setup: deterministic seeds and a small thread count for a 2-core machine."""
+import os
 import random
+
+# Idle OpenMP threads sleep instead of spinning: on a 2-core machine shared with the
+# subprocesses some tests start, spinning threads slow everything down many times over.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import numpy as np
 import pytest

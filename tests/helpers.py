@@ -4,10 +4,12 @@
 files import these as ``from helpers import ...``.
 """
 import copy
+import logging
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
 from mmdet_lite.structures import DetDataSample
@@ -159,13 +161,28 @@ def tiny_two_stage_cfg(with_mask: bool = False, num_classes: int = 3) -> dict:
     return copy.deepcopy(cfg)
 
 
+def init_weights_quietly(module) -> None:
+    """``module.init_weights()`` without mmengine's INFO line per parameter.
+
+    Muted so that a failing test's captured output shows the failure, not hundreds of
+    init lines.
+    """
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        module.init_weights()
+    finally:
+        logger.setLevel(level)
+
+
 def build_detector(cfg: dict):
     """Build a detector config with the default scope set, weights initialized."""
     from mmdet_lite.registry import MODELS
     from mmdet_lite.utils import register_all_modules
     register_all_modules()
     model = MODELS.build(cfg)
-    model.init_weights()
+    init_weights_quietly(model)
     return model
 
 

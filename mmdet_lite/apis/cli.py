@@ -167,3 +167,36 @@ def prepare_cpu_distributed(cfg: Config) -> None:
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+    check_no_sync_bn_on_cpu(cfg)
+
+
+def _sync_bn_keys(node, key: str) -> List[str]:
+    """Config keys under ``node`` whose ``norm_cfg`` asks for SyncBN."""
+    if isinstance(node, dict):
+        found = []
+        if isinstance(node.get('norm_cfg'), dict) and 'SyncBN' in str(node['norm_cfg'].get('type')):
+            found.append(f'{key}.norm_cfg')
+        for name, value in node.items():
+            found += _sync_bn_keys(value, f'{key}.{name}')
+        return found
+    if isinstance(node, (list, tuple)):
+        return [k for i, value in enumerate(node) for k in _sync_bn_keys(value, f'{key}.{i}')]
+    return []
+
+
+def check_no_sync_bn_on_cpu(cfg: Config) -> None:
+    """SyncBN has no CPU implementation: say so before DDP fails with a bare message.
+
+    Raises:
+        ValueError: ``cfg.model`` has a ``norm_cfg`` of type SyncBN, or ``cfg.sync_bn`` is
+            set, and the distributed run is on the CPU.
+    """
+    keys = _sync_bn_keys(cfg.get('model'), 'model')
+    if cfg.get('sync_bn'):
+        keys.append('sync_bn')
+    if keys:
+        raise ValueError(f"{', '.join(keys)} asks for SyncBN, which needs CUDA GPUs: "
+                         'torch.nn.SyncBatchNorm has no CPU implementation. For distributed '
+                         "training on CPU (gloo) use norm_cfg=dict(type='BN', ...) (each "
+                         'process then keeps its own BN statistics), e.g. --cfg-options '
+                         f"{keys[0]}.type=BN")

@@ -25,13 +25,16 @@ def _unwrap(model):
 
 
 def _save_model_state(runner, name: str) -> None:
-    state = {k: v.detach().cpu() for k, v in _unwrap(runner.model).state_dict().items()}
+    model = _unwrap(runner.model)
+    state = dict(parameters={k: v.detach().cpu().clone() for k, v in model.named_parameters()},
+                 buffers={k: v.detach().cpu().clone() for k, v in model.named_buffers()})
     torch.save(state, osp.join(runner.work_dir, name))
 
 
 @HOOKS.register_module()
 class SaveModelStateHook(Hook):
-    """Save this rank's model state dict to ``work_dir/rank{r}.pth`` after training, and to
+    """Save this rank's model parameters and buffers (``{'parameters': {name: tensor},
+    'buffers': {name: tensor}}``) to ``work_dir/rank{r}.pth`` after training, and to
     ``work_dir/iter{i}_rank{r}.pth`` after each 1-based iteration in ``iterations``."""
 
     def __init__(self, iterations: Sequence[int] = ()) -> None:

@@ -53,8 +53,11 @@ def test_skip_nonfinite_skips_the_update_and_counts_it(tmp_path, data_root):
     assert [scalars[i]['nonfinite_skips'] for i in (2, 3, 4)] == [1, 1, 1]
     assert all(np.isfinite(scalars[i]['loss']) for i in scalars)
     after = {i: torch.load(work_dir / f'iter{i}_rank0.pth') for i in (1, 2, 3)}
-    assert all(torch.equal(after[1][k], after[2][k]) for k in after[1])  # no update at 2
-    assert not all(torch.equal(after[2][k], after[3][k]) for k in after[2])
+    # the skipped step left parameters and BN statistics as they were after iteration 1
+    for kind in ('parameters', 'buffers'):
+        assert all(torch.equal(after[1][kind][k], after[2][kind][k]) for k in after[1][kind])
+    assert not all(torch.equal(after[2]['parameters'][k], after[3]['parameters'][k])
+                   for k in after[2]['parameters'])
 
 
 def _break_image_after_iteration_2(folder, mode: str) -> str:
@@ -70,7 +73,8 @@ def test_missing_image_mid_epoch_stops_naming_the_file(tmp_path):
     broken = (work_dir / 'broken_image.txt').read_text()
     assert result.returncode == 2, describe(result)
     assert f'error: image file not found: {broken}' in result.stderr
-    assert sorted(train_scalars(work_dir)) == [1, 2]
+    # stopped at batch 3 or 4 of the epoch, where the broken image came up
+    assert set(train_scalars(work_dir)) in ({1, 2}, {1, 2, 3})
 
 
 def test_skip_broken_images_option_skips_with_warning_and_count(tmp_path):

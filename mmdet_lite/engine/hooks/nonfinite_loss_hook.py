@@ -8,8 +8,9 @@ after the model computes them and before the optimizer wrapper updates anything:
   terms (``loss_bbox=nan``), so the run ends with a non-zero exit status and its last
   checkpoint intact;
 - with ``skip_nonfinite=True`` the step is skipped (no backward, no optimizer or momentum
-  update), a warning is logged, and the running count ``nonfinite_skips`` appears in the
-  training log lines (and in ``scalars.json``).
+  update, and the BN statistics that its forward pass changed are put back), a warning is
+  logged, and the running count ``nonfinite_skips`` appears in the training log lines (and
+  in ``scalars.json``); the skipped step's losses are left out of the smoothed log values.
 
 In distributed training the ranks agree first (one small all-reduce per iteration): if
 any rank's loss is non-finite, every rank stops or skips, so they stay in step and DDP's
@@ -27,6 +28,7 @@ import torch
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from torch import nn
 
 from ...registry import HOOKS
 
@@ -45,6 +47,10 @@ def _as_float(value) -> float:
     return float(value.detach()) if torch.is_tensor(value) else float(value)
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if is_model_wrapper(model) else model
+
+
 @HOOKS.register_module()
 class NonFiniteLossHook(Hook):
     """Raise, or skip the optimizer step, when a training loss term is not finite.
@@ -61,9 +67,10 @@ class NonFiniteLossHook(Hook):
                             f'{skip_nonfinite!r}')
         self.skip_nonfinite = skip_nonfinite
         self._skip_next_update = False
+        self._buffers_before_iter: Dict[str, torch.Tensor] = {}
 
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = _unwrap(runner.model)
         parse_losses = model.parse_losses
 
         def checked_parse_losses(losses: dict) -> Tuple[torch.Tensor, dict]:
@@ -82,6 +89,13 @@ class NonFiniteLossHook(Hook):
 
         optim_wrapper.update_params = guarded_update_params
 
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self.skip_nonfinite:
+            # the forward pass updates BN running statistics; a skipped step restores them,
+            # since the input that made the loss non-finite may have poisoned them too
+            self._buffers_before_iter = {
+                name: buf.clone() for name, buf in _unwrap(runner.model).named_buffers()}
+
     def after_train(self, runner) -> None:
         skips = runner.message_hub.get_info(SKIPS_INFO, 0)
         if skips:
@@ -92,8 +106,8 @@ class NonFiniteLossHook(Hook):
         """Stop or mark the step as skipped if a term is non-finite on any rank.
 
         Returns:
-            dict: ``log_vars``, without the non-finite terms when the step is skipped (so
-            one bad step does not turn the smoothed losses in the log into NaN).
+            dict: ``log_vars``, without this rank's non-finite terms when the step is
+            skipped (so one bad step does not turn the smoothed losses in the log into NaN).
         """
         names = [name for name in log_vars if 'loss' in name]
         bad_ranks = self._count_bad_ranks(log_vars, names)
@@ -110,13 +124,17 @@ class NonFiniteLossHook(Hook):
                 f'skip such steps with NonFiniteLossHook(skip_nonfinite=True)'
                 f'{self._cfg_option_hint(runner)}')
         self._skip_next_update = True
+        with torch.no_grad():
+            for name, buf in _unwrap(runner.model).named_buffers():
+                if name in self._buffers_before_iter:
+                    buf.copy_(self._buffers_before_iter[name])
         skips = runner.message_hub.get_info(SKIPS_INFO, 0) + 1
         runner.message_hub.update_info(SKIPS_INFO, skips)
         runner.message_hub.update_scalar(SKIPS_SCALAR, skips)
         runner.logger.warning(f'non-finite loss at {where}: skipped the optimizer step '
                               f'({skips} skipped so far)')
-        return {name: value for name, value in log_vars.items()
-                if name not in bad and name != 'loss'}
+        local_bad = set(nonfinite_terms(log_vars))
+        return {name: value for name, value in log_vars.items() if name not in local_bad}
 
     @staticmethod
     def _count_bad_ranks(log_vars: Dict[str, torch.Tensor], names: List[str]) -> List[int]:

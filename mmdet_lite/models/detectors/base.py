@@ -1,11 +1,11 @@
 """The detector interface: one ``forward`` with 'loss', 'predict' and 'tensor' modes."""
 from abc import ABCMeta, abstractmethod
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Tuple, Union
 
-import torch
 from mmengine.model import BaseModel
 from torch import Tensor
 
+from mmdet_lite.registry import MODELS
 from mmdet_lite.structures import DetDataSample, OptSampleList, SampleList
 from mmdet_lite.utils import InstanceList, OptConfigType, OptMultiConfig
 
@@ -29,6 +29,11 @@ class BaseDetector(BaseModel, metaclass=ABCMeta):
 
     def __init__(self, data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
+        # mmengine's BaseModel would build a config through its root registry, which only
+        # finds our DetDataPreprocessor under the mmdet_lite default scope; building it from
+        # our registry works with or without one.
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
 
     @property

@@ -1,5 +1,5 @@
 """Per-class NMS over the boxes of one image (the last step of a detector's predict)."""
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -20,7 +20,8 @@ def multiclass_nms(multi_bboxes: Tensor,
         multi_scores (Tensor): [N, C+1] class scores; the last column is the background and
             is ignored (mmdetection's layout).
         score_thr (float): Boxes scoring at or below it are dropped before NMS.
-        nms_cfg (dict): ``dict(type='nms', iou_threshold=0.5)``.
+        nms_cfg (dict): ``dict(type='nms', iou_threshold=0.5)``; ``class_agnostic=True``
+            suppresses across classes too.
         max_num (int): Detections kept after NMS, best first; -1 keeps all.
 
     Returns:
@@ -45,7 +46,9 @@ def multiclass_nms(multi_bboxes: Tensor,
     nms_type = nms_cfg.get('type', 'nms')
     if nms_type != 'nms':
         raise ValueError(f"nms.type must be 'nms', got {nms_type!r}")
-    keep = batched_nms(bboxes, scores, labels, nms_cfg['iou_threshold'])  # sorted by score
+    # mmcv's ``class_agnostic`` option: one NMS over all classes instead of one per class.
+    groups = torch.zeros_like(labels) if nms_cfg.get('class_agnostic', False) else labels
+    keep = batched_nms(bboxes, scores, groups, nms_cfg['iou_threshold'])  # sorted by score
     if max_num > 0:
         keep = keep[:max_num]
     return bboxes[keep], scores[keep], labels[keep]

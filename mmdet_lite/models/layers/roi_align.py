@@ -1,7 +1,6 @@
 """RoIAlign with mmcv's constructor arguments, computed by ``torchvision.ops.roi_align``."""
 from typing import Tuple, Union
 
-import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 

@@ -1,7 +1,6 @@
 """Faster / Mask R-CNN's second stage: RoI features -> box head (-> mask head)."""
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-import torch
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -9,7 +8,7 @@ from torch import Tensor
 from mmdet_lite.registry import MODELS, TASK_UTILS
 from mmdet_lite.structures import SampleList
 from mmdet_lite.structures.bbox import bbox2roi
-from mmdet_lite.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
+from mmdet_lite.utils import InstanceList, OptConfigType, OptMultiConfig
 
 
 @MODELS.register_module()

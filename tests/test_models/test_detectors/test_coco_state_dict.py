@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import make_batch, make_det_sample
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
@@ -128,7 +129,6 @@ def test_anchor_generator_extractors_and_preprocessor_hold_no_weights(mask_rcnn)
 
 
 def test_mmdet_style_checkpoint_loads_strictly_and_predicts_the_same(mask_rcnn, tmp_path):
-    from helpers import make_batch, make_det_sample
     source = mask_rcnn.eval()
     torch.save({'meta': {'mmdet_version': '3.3.0', 'epoch': 12},
                 'state_dict': source.state_dict()}, tmp_path / 'epoch_12.pth')

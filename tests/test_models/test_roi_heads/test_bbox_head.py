@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from helpers import init_weights_quietly
 from mmengine.config import ConfigDict
 
 from mmdet_lite.models.roi_heads import Shared2FCBBoxHead
@@ -21,7 +22,7 @@ def make_head(num_classes: int = 3, **kwargs) -> Shared2FCBBoxHead:
     head = Shared2FCBBoxHead(in_channels=2, roi_feat_size=7, fc_out_channels=8,
                              num_classes=num_classes,
                              loss_bbox=dict(type='L1Loss', loss_weight=1.0), **kwargs)
-    head.init_weights()
+    init_weights_quietly(head)
     return head
 
 

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import box_masks
+from helpers import box_masks, init_weights_quietly
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
@@ -18,7 +18,7 @@ TEST_CFG = ConfigDict(mask_thr_binary=0.5)
 def make_head(num_classes: int = 3, **kwargs) -> FCNMaskHead:
     head = FCNMaskHead(num_convs=2, in_channels=4, conv_out_channels=4,
                        num_classes=num_classes, **kwargs)
-    head.init_weights()
+    init_weights_quietly(head)
     return head
 
 

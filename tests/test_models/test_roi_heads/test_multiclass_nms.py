@@ -71,3 +71,12 @@ def test_unsupported_nms_type_is_rejected():
     with pytest.raises(ValueError, match="nms.type must be 'nms'"):
         multiclass_nms(torch.tensor([[0., 0., 1., 1.]]), torch.tensor([[0.9, 0.1]]), 0.05,
                        dict(type='soft_nms', iou_threshold=0.5))
+
+
+def test_class_agnostic_nms_suppresses_across_classes():
+    bboxes = torch.tensor([[0., 0., 10., 10.], [1., 0., 11., 10.]])
+    scores = torch.tensor([[0.9, 0.0, 0.0], [0.0, 0.8, 0.0]])
+    _, det_scores, det_labels = multiclass_nms(bboxes, scores, 0.05,
+                                               dict(NMS, class_agnostic=True))
+    assert det_labels.tolist() == [0]
+    assert det_scores.tolist() == pytest.approx([0.9])

@@ -3,7 +3,8 @@ import copy
 
 import pytest
 import torch
-from helpers import assert_finite_losses, make_det_sample, tiny_two_stage_cfg
+from helpers import (assert_finite_losses, init_weights_quietly, make_det_sample,
+                     tiny_two_stage_cfg)
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
@@ -20,7 +21,7 @@ def make_roi_head(with_mask: bool = True, **overrides):
                     test_cfg=ConfigDict(cfg['test_cfg']['rcnn']))
     head_cfg.update(overrides)
     head = MODELS.build(head_cfg)
-    head.init_weights()
+    init_weights_quietly(head)
     return head
 
 

@@ -1,5 +1,5 @@
 """The second-stage box head's targets, losses and predictions (layers live in subclasses)."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F

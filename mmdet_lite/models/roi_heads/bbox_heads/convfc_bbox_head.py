@@ -1,12 +1,11 @@
 """Box heads built from shared convs/fcs followed by class and box branches."""
-from typing import Optional, Tuple
+from typing import Tuple
 
-import torch
 from mmcv.cnn import ConvModule
 from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS
-from mmdet_lite.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmdet_lite.utils import OptConfigType, OptMultiConfig
 from .bbox_head import BBoxHead
 
 

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmengine.config import ConfigDict
 from mmengine.model import BaseModule
-from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS

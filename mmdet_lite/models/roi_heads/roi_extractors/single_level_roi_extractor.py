@@ -1,5 +1,5 @@
 """Pool each RoI from the one FPN level that matches its size."""
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModule
