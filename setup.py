@@ -11,6 +11,21 @@ def read_requirements(path: str) -> list:
     return [line for line in lines if line]
 
 
+def runtime_requirements() -> list:
+    """Runtime requirements; a full mmcv install already present replaces mmcv-lite.
+
+    Both distributions install the same ``mmcv`` package, so installing mmcv-lite over a
+    full mmcv (with compiled ops) would overwrite it.
+    """
+    requirements = read_requirements('requirements/runtime.txt')
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        version('mmcv')
+    except PackageNotFoundError:
+        return requirements
+    return [r for r in requirements if not r.startswith('mmcv-lite')]
+
+
 def read_version() -> str:
     namespace: dict = {}
     with open(osp.join(osp.dirname(__file__), 'mmdet_lite', 'version.py')) as f:
@@ -26,7 +41,7 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('configs', 'tools', 'tests', 'docs')),
     python_requires='>=3.9',
-    install_requires=read_requirements('requirements/runtime.txt'),
+    install_requires=runtime_requirements(),
     extras_require={'tests': read_requirements('requirements/tests.txt')},
     license='Apache-2.0',
     zip_safe=False,

@@ -80,12 +80,28 @@ class Registry(MMEngineRegistry):
                 f'{" ..." if len(names) > 20 else ""}.')
         return (f"Unknown type '{key}' in the '{self.name}' registry (scope "
                 f"'{self.scope}'). {hint} A custom class must be registered with "
-                f"@{self.name.upper()}.register_module() in a module that is imported, e.g. "
-                "through `custom_imports = dict(imports=[...])` in the config.")
+                f"@{self.var_name}.register_module() (from mmdet_lite.registry) in a module that "
+                "is imported, e.g. through `custom_imports = dict(imports=[...])` in the config.")
 
 
 def _child(name: str, parent: MMEngineRegistry, locations: List[str]) -> Registry:
-    return Registry(name, parent=parent, scope=SCOPE, locations=locations)
+    registry = Registry(name, parent=parent, scope=SCOPE, locations=locations)
+    # The module-level name users import, for error messages (e.g. 'TASK_UTILS').
+    registry.var_name = next(var for var, root in _ROOT_NAMES.items() if root is parent)
+    return registry
+
+
+_ROOT_NAMES = dict(
+    RUNNERS=MMENGINE_RUNNERS, RUNNER_CONSTRUCTORS=MMENGINE_RUNNER_CONSTRUCTORS,
+    LOOPS=MMENGINE_LOOPS, HOOKS=MMENGINE_HOOKS, DATASETS=MMENGINE_DATASETS,
+    DATA_SAMPLERS=MMENGINE_DATA_SAMPLERS, TRANSFORMS=MMENGINE_TRANSFORMS,
+    MODELS=MMENGINE_MODELS, MODEL_WRAPPERS=MMENGINE_MODEL_WRAPPERS,
+    WEIGHT_INITIALIZERS=MMENGINE_WEIGHT_INITIALIZERS, TASK_UTILS=MMENGINE_TASK_UTILS,
+    OPTIMIZERS=MMENGINE_OPTIMIZERS, OPTIM_WRAPPERS=MMENGINE_OPTIM_WRAPPERS,
+    OPTIM_WRAPPER_CONSTRUCTORS=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    PARAM_SCHEDULERS=MMENGINE_PARAM_SCHEDULERS, METRICS=MMENGINE_METRICS,
+    EVALUATOR=MMENGINE_EVALUATOR, VISUALIZERS=MMENGINE_VISUALIZERS,
+    VISBACKENDS=MMENGINE_VISBACKENDS, LOG_PROCESSORS=MMENGINE_LOG_PROCESSORS)
 
 
 # Runner and its parts.

@@ -48,3 +48,5 @@ default_hooks = dict(
     # every epoch, plus the best by the first metric (coco/bbox_mAP)
     checkpoint=dict(interval=1, max_keep_ckpts=2, save_best='auto'))
 randomness = dict(seed=0)
+# The lr above is for a total batch of 4 (one process, batch_size=4).
+auto_scale_lr = dict(base_batch_size=4)

@@ -72,12 +72,14 @@ class PhaseResult:
         times (list[float]): Wall time of each timed repeat, warm-up excluded.
         cpu_times (list[float]): CPU time of each timed repeat.
         peak_rss_mb (float): Peak resident memory during the phase, in MiB.
+        output (object): What the last call returned.
     """
     phase: str
     model: str
     times: List[float] = field(default_factory=list)
     cpu_times: List[float] = field(default_factory=list)
     peak_rss_mb: float = float('nan')
+    output: object = field(default=None, repr=False)
 
     @property
     def median_ms(self) -> float:
@@ -111,7 +113,8 @@ def measure(fn: Callable[[], object], phase: str, model: str, repeat: int,
             allocator growth and lazily built caches.
 
     Returns:
-        PhaseResult: The durations and the peak RSS over warm-up and timed calls.
+        PhaseResult: The durations, the peak RSS over warm-up and timed calls and the
+        last call's output.
     """
     if repeat < 1:
         raise ValueError(f'repeat must be >= 1, got {repeat}')
@@ -123,7 +126,7 @@ def measure(fn: Callable[[], object], phase: str, model: str, repeat: int,
     result = PhaseResult(phase=phase, model=model)
     for _ in range(repeat):
         start, cpu_start = time.perf_counter(), time.process_time()
-        fn()
+        result.output = fn()
         result.times.append(time.perf_counter() - start)
         result.cpu_times.append(time.process_time() - cpu_start)
     result.peak_rss_mb = peak_rss_mb()

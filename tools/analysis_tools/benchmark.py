@@ -245,8 +245,7 @@ def run_model(args: argparse.Namespace) -> None:
                          f'(the padding divisor), got {h} {w}')
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
-    if args.score_thr is not None:
-        _set_score_thr(cfg.model, args.score_thr)
+    _set_score_thr(cfg.model, args.score_thr)  # before torchvision's settings are read
     compare = args.compare_torchvision
     if compare == 'auto':
         compare = next((name for name, b in TORCHVISION_BASELINES.items()
@@ -274,7 +273,7 @@ def run_model(args: argparse.Namespace) -> None:
     results, dets = [], {}
     infer, train, count = _our_steps(model, (h, w), gt_one, gt_train, with_masks)
     results.append(measure(infer, 'inference', 'mmdet_lite', args.repeat, args.warmup))
-    dets['mmdet_lite'] = count(infer())
+    dets['mmdet_lite'] = count(results[-1].output)
     params = {'mmdet_lite': _params_m(model)}
     tv_transform = None
     if baseline is not None:
@@ -283,7 +282,7 @@ def run_model(args: argparse.Namespace) -> None:
                                                         baseline)
         results.append(measure(tv_infer, 'inference', 'torchvision', args.repeat,
                                args.warmup))
-        dets['torchvision'] = tv_count(tv_infer())
+        dets['torchvision'] = tv_count(results[-1].output)
         tv_transform = measure(tv_tf, 'transform', 'torchvision', args.repeat, args.warmup)
         params['torchvision'] = _params_m(tv_model)
     results.append(measure(train, 'train_step', 'mmdet_lite', args.repeat, args.warmup))
@@ -298,7 +297,7 @@ def run_model(args: argparse.Namespace) -> None:
     print(f'load average : {load_before} (start) / {load_average()} (end)')
     print(f'inputs       : inference 1 x 3x{h}x{w}; train step {TRAIN_BATCH} x 3x{h}x{w}, '
           f'{args.num_gt} GT boxes each{" with masks" if with_masks else ""}')
-    print(f'repeat/warmup: {args.repeat} / {args.warmup}')
+    print(f'repeat/warmup: {args.repeat} / {args.warmup}; score_thr {args.score_thr} (both)')
     print('params       : ' + ' | '.join(f'{k} {v}' for k, v in params.items()))
     print('detections   : ' + ' | '.join(f'{k} {v}' for k, v in dets.items()))
     print(format_results(results))
@@ -378,8 +377,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument('--threads', type=int, default=torch.get_num_threads(),
                        help='torch.set_num_threads for both models')
     model.add_argument('--num-gt', type=int, default=5, help='GT boxes per training image')
-    model.add_argument('--score-thr', type=float, default=None,
-                       help='override the test score threshold of both models')
+    model.add_argument('--score-thr', type=float, default=0.0,
+                       help='test score threshold of both models; the default 0 makes both '
+                       'keep max_per_img detections (random weights score too low or '
+                       'unevenly for the config value)')
     model.set_defaults(func=run_model)
     return parser.parse_args(argv)
 

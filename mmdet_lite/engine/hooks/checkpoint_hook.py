@@ -23,6 +23,7 @@ every rank takes part in collecting the RNG states.
 import fnmatch
 import os
 import os.path as osp
+import re
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
@@ -106,9 +107,12 @@ class CheckpointHook(MMEngineCheckpointHook):
 
         self._resume_state_to_save = self.exact_resume.gather()  # every rank takes part
         try:
-            self._save_atomically(runner, ckpt_filename, save_optimizer=self.save_optimizer,
+            self._save_atomically(runner, ckpt_filename,
+                                  file_client_args=self.file_client_args,
+                                  save_optimizer=self.save_optimizer,
                                   save_param_scheduler=self.save_param_scheduler,
-                                  meta=meta, by_epoch=self.by_epoch, **self.args)
+                                  meta=meta, by_epoch=self.by_epoch,
+                                  backend_args=self.backend_args, **self.args)
         finally:
             self._resume_state_to_save = None
         if not is_main_process():
@@ -131,9 +135,10 @@ class CheckpointHook(MMEngineCheckpointHook):
     @contextmanager
     def _atomic_runner_saves(self, runner) -> Iterator[None]:
         # mmengine's _save_best_checkpoint calls runner.save_checkpoint(out_dir, filename,
-        # ...) directly; for its duration that call goes through _save_atomically
+        # ...) directly (out_dir is always self.out_dir); for its duration that call goes
+        # through _save_atomically
         runner.save_checkpoint = (
-            lambda out_dir, filename, *args, **kwargs: self._save_atomically(
+            lambda _out_dir, filename, *args, **kwargs: self._save_atomically(
                 runner, filename, *args, **kwargs))
         try:
             yield
@@ -179,7 +184,9 @@ class CheckpointHook(MMEngineCheckpointHook):
         """Delete ``*.tmp`` checkpoints a killed run left behind in ``out_dir``."""
         if not osp.isdir(self.out_dir):
             return
-        patterns = [self.filename_tmpl.format('*') + TMP_SUFFIX, 'best_*' + TMP_SUFFIX]
+        # 'epoch_{}.pth' -> 'epoch_*.pth.tmp' (also for format specs such as '{:04d}')
+        patterns = [re.sub(r'\{[^}]*\}', '*', self.filename_tmpl) + TMP_SUFFIX,
+                    'best_*' + TMP_SUFFIX]
         for name in sorted(os.listdir(self.out_dir)):
             if any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
                 runner.logger.warning(f'Removing {name}: a checkpoint whose writing was '

@@ -1,0 +1,41 @@
+# Mask R-CNN on the built-in shapes dataset (exact polygon masks): the instance-segmentation
+# counterpart of faster-rcnn_r18_fpn_shapes.py, with the same CPU-sized overrides plus a
+# 128-channel mask branch.
+_base_ = [
+    '../_base_/models/mask-rcnn_r50_fpn.py',
+    '../_base_/datasets/shapes_instance.py',
+    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
+]
+
+model = dict(
+    backbone=dict(depth=18, frozen_stages=-1, norm_eval=False),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=128),
+    rpn_head=dict(in_channels=128, feat_channels=128),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=128),
+        bbox_head=dict(in_channels=128, fc_out_channels=256, num_classes=3),
+        mask_roi_extractor=dict(out_channels=128),
+        mask_head=dict(in_channels=128, conv_out_channels=128, num_classes=3)),
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=1000, max_per_img=300),
+        rcnn=dict(sampler=dict(num=128))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
+
+train_dataloader = dict(batch_size=4, num_workers=1)
+val_dataloader = dict(batch_size=4, num_workers=1)
+test_dataloader = val_dataloader
+
+max_epochs = 6
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[5],
+         gamma=0.1)
+]
+optim_wrapper = dict(optimizer=dict(lr=0.02), clip_grad=dict(max_norm=35, norm_type=2))
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=1, max_keep_ckpts=2, save_best='auto'))
+randomness = dict(seed=0)
+# The lr above is for a total batch of 4 (one process, batch_size=4).
+auto_scale_lr = dict(base_batch_size=4)
