@@ -12,6 +12,7 @@ import torch
 from mmengine.config import Config
 
 from mmdet_lite.utils.benchmark import PhaseResult, box_masks, measure, synthetic_gt
+from mmdet_lite.utils.torchvision_baselines import TORCHVISION_BASELINES, rcnn_kwargs
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SHAPES_CFG = osp.join(ROOT, 'configs/shapes/faster-rcnn_r18_fpn_shapes.py')
@@ -73,6 +74,8 @@ def test_model_mode_compares_faster_rcnn_with_torchvision(capsys):
     tool.main(['model', SHAPES_CFG, *TINY])  # auto: FasterRCNN -> fasterrcnn
     out = capsys.readouterr().out
     assert 'torchvision  : fasterrcnn' in out
+    # Our ResNet-18 config cannot lend its weights to torchvision's ResNet-50.
+    assert re.search(r'weights +: independent random init \(.*has shape', out)
     for phase in ('inference', 'train_step'):
         _row(out, phase, 'mmdet_lite')
         _row(out, phase, 'torchvision')
@@ -114,7 +117,7 @@ def test_shape_not_multiple_of_32_is_a_clear_error(capsys):
 
 def test_torchvision_rcnn_settings_follow_our_config():
     model_cfg = Config.fromfile(MASK_CFG).model
-    kwargs = tool._rcnn_kwargs(model_cfg, (480, 640))
+    kwargs = rcnn_kwargs(model_cfg, (480, 640))
     assert kwargs['num_classes'] == 81  # 80 classes + background
     assert (kwargs['min_size'], kwargs['max_size']) == (480, 640)
     # Proposals: test 1000 -> 1000; training 2000 -> 1000 (torchvision's own default 2000).
@@ -130,7 +133,7 @@ def test_torchvision_retinanet_settings_follow_our_config():
         type='RetinaNet', bbox_head=dict(num_classes=80),
         test_cfg=dict(nms_pre=1000, score_thr=0.05, nms=dict(iou_threshold=0.5),
                       max_per_img=100)))).model
-    model = tool.TORCHVISION_BASELINES['retinanet'].build(model_cfg, (64, 64))
+    model = TORCHVISION_BASELINES['retinanet'].build(model_cfg, (64, 64))
     assert model.head.classification_head.num_classes == 80
     assert (model.topk_candidates, model.score_thresh, model.detections_per_img) == (1000, 0.05,
                                                                                      100)
@@ -168,3 +171,33 @@ def test_measure_runs_warmup_untimed_then_repeats():
     assert result.peak_rss_mb > 0
     with pytest.raises(ValueError, match='repeat must be >= 1'):
         measure(lambda: None, 'inference', 'm', repeat=0, warmup=0)
+
+
+def test_copied_weights_give_torchvision_our_features_and_scores():
+    model_cfg = Config.fromfile(MASK_CFG).model
+    model_cfg.roi_head.bbox_head.num_classes = 3
+    model_cfg.roi_head.mask_head.num_classes = 3
+    ours = tool._build_ours(model_cfg).eval()
+    baseline = TORCHVISION_BASELINES['maskrcnn']
+    tv_model = baseline.build(model_cfg, (64, 64)).eval()
+    assert baseline.copy_weights(ours, tv_model) is None
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        our_feats = ours.extract_feat(x)  # P2..P6
+        tv_feats = list(tv_model.backbone(x).values())  # '0'..'3', 'pool'
+        for mine, theirs in zip(our_feats, tv_feats):
+            torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+        our_cls, our_reg = ours.rpn_head(our_feats)
+        tv_cls, tv_reg = tv_model.rpn.head(tv_feats)
+        torch.testing.assert_close(our_cls[0], tv_cls[0], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(our_reg[0], tv_reg[0], rtol=1e-4, atol=1e-4)
+        roi_feats = torch.randn(2, 256, 7, 7)
+        cls_score, bbox_pred = ours.roi_head.bbox_head(roi_feats)  # [2, 3 + 1], [2, 3 * 4]
+        tv_score, tv_pred = tv_model.roi_heads.box_predictor(
+            tv_model.roi_heads.box_head(roi_feats))  # background first
+        torch.testing.assert_close(tv_score, torch.cat([cls_score[:, -1:], cls_score[:, :-1]], 1))
+        torch.testing.assert_close(tv_pred[:, 4:], bbox_pred)
+        assert not tv_pred[:, :4].any()
+        mask_feats = torch.randn(2, 256, 14, 14)
+        tv_masks = tv_model.roi_heads.mask_predictor(tv_model.roi_heads.mask_head(mask_feats))
+        torch.testing.assert_close(tv_masks[:, 1:], ours.roi_head.mask_head(mask_feats))

@@ -8,9 +8,9 @@
 ``model`` times, for randomly initialised weights, (a) inference on one image (``predict``
 mode, under ``torch.no_grad``) and (b) one training step on two images (forward 'loss',
 backward, SGD step), then the same for the torchvision counterpart built with matching
-settings (see :data:`TORCHVISION_BASELINES`), and prints medians and the ratio
-mmdet_lite / torchvision. What is and is not included is described in docs/benchmark.md.
-To compare a new detector, add one entry to :data:`TORCHVISION_BASELINES`.
+settings and our weights (see ``mmdet_lite/utils/torchvision_baselines.py``), and prints
+medians and the ratios mmdet_lite / torchvision. What is and is not included is described
+in docs/benchmark.md. To compare a new detector, add one entry to ``TORCHVISION_BASELINES``.
 """
 import argparse
 import itertools
@@ -18,8 +18,7 @@ import logging
 import os.path as osp
 import sys
 import time
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import List, Tuple
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -32,98 +31,12 @@ from mmdet_lite.apis.cli import exit_on_user_error, load_config  # noqa: E402
 from mmdet_lite.utils.benchmark import (PhaseResult, box_masks, format_results,  # noqa: E402
                                         load_average, machine_summary, measure,
                                         peak_rss_mb, reset_peak_rss, synthetic_gt)
+from mmdet_lite.utils.torchvision_baselines import (TORCHVISION_BASELINES,  # noqa: E402
+                                                    Baseline)
 
 SIZE_DIVISOR = 32  # both families pad inputs to a multiple of 32
 TRAIN_BATCH = 2
 SGD = dict(lr=1e-4, momentum=0.9, weight_decay=1e-4)  # small lr: repeats must not diverge
-
-
-# --------------------------------------------------------------------- torchvision baselines
-def _tv_resnet50_fpn(returned_layers: Optional[List[int]] = None, extra_blocks=None):
-    """ResNet-50 + FPN as torchvision builds it around a pretrained backbone.
-
-    ``FrozenBatchNorm2d`` and a frozen stem + layer1 (3 trainable layers) are what
-    torchvision uses whenever backbone weights are loaded; they match our configs'
-    ``norm_eval=True, frozen_stages=1`` (our BN affine parameters of layers 2-4 still get
-    gradients, torchvision's do not). With ``weights_backbone=None`` torchvision's builders
-    would instead train every BN layer, which no real fine-tuning run does.
-    """
-    from torchvision.models import resnet50
-    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-    from torchvision.ops.misc import FrozenBatchNorm2d
-    resnet = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
-    return _resnet_fpn_extractor(resnet, 3, returned_layers=returned_layers,
-                                 extra_blocks=extra_blocks)
-
-
-def _size_kwargs(img_shape: Tuple[int, int]) -> dict:
-    # min_size/max_size equal to the input sides make torchvision's resize a scale of 1.
-    return dict(min_size=min(img_shape), max_size=max(img_shape))
-
-
-def _rcnn_kwargs(model_cfg: ConfigDict, img_shape: Tuple[int, int]) -> dict:
-    """Faster/Mask R-CNN settings of torchvision taken from our two-stage config."""
-    train, test = model_cfg.train_cfg, model_cfg.test_cfg
-    return dict(
-        num_classes=model_cfg.roi_head.bbox_head.num_classes + 1,  # + background
-        rpn_pre_nms_top_n_train=train.rpn_proposal.nms_pre,
-        rpn_post_nms_top_n_train=train.rpn_proposal.max_per_img,
-        rpn_pre_nms_top_n_test=test.rpn.nms_pre,
-        rpn_post_nms_top_n_test=test.rpn.max_per_img,
-        rpn_nms_thresh=test.rpn.nms.iou_threshold,
-        rpn_batch_size_per_image=train.rpn.sampler.num,
-        rpn_positive_fraction=train.rpn.sampler.pos_fraction,
-        box_score_thresh=test.rcnn.score_thr,
-        box_nms_thresh=test.rcnn.nms.iou_threshold,
-        box_detections_per_img=test.rcnn.max_per_img,
-        box_batch_size_per_image=train.rcnn.sampler.num,
-        box_positive_fraction=train.rcnn.sampler.pos_fraction,
-        **_size_kwargs(img_shape))
-
-
-def build_tv_faster_rcnn(model_cfg: ConfigDict, img_shape: Tuple[int, int]) -> nn.Module:
-    from torchvision.models.detection import FasterRCNN
-    return FasterRCNN(_tv_resnet50_fpn(), **_rcnn_kwargs(model_cfg, img_shape))
-
-
-def build_tv_mask_rcnn(model_cfg: ConfigDict, img_shape: Tuple[int, int]) -> nn.Module:
-    from torchvision.models.detection import MaskRCNN
-    return MaskRCNN(_tv_resnet50_fpn(), **_rcnn_kwargs(model_cfg, img_shape))
-
-
-def build_tv_retinanet(model_cfg: ConfigDict, img_shape: Tuple[int, int]) -> nn.Module:
-    from torchvision.models.detection import RetinaNet
-    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
-    test = model_cfg.test_cfg
-    backbone = _tv_resnet50_fpn([2, 3, 4], LastLevelP6P7(256, 256))
-    return RetinaNet(backbone, num_classes=model_cfg.bbox_head.num_classes,
-                     score_thresh=test.score_thr, nms_thresh=test.nms.iou_threshold,
-                     detections_per_img=test.max_per_img, topk_candidates=test.nms_pre,
-                     **_size_kwargs(img_shape))
-
-
-@dataclass
-class Baseline:
-    """A torchvision counterpart of one of our detectors.
-
-    Args:
-        build (callable): ``(our model config, (H, W)) -> torchvision model``.
-        detector (str): Our registered type it stands for (used by ``auto``).
-        label_offset (int): Added to our labels: 1 where torchvision reserves 0 for the
-            background (R-CNNs), 0 for sigmoid classifiers (RetinaNet).
-        with_masks (bool): Whether its training targets need instance masks.
-    """
-    build: Callable[[ConfigDict, Tuple[int, int]], nn.Module]
-    detector: str
-    label_offset: int = 1
-    with_masks: bool = False
-
-
-TORCHVISION_BASELINES = {
-    'fasterrcnn': Baseline(build_tv_faster_rcnn, 'FasterRCNN'),
-    'maskrcnn': Baseline(build_tv_mask_rcnn, 'MaskRCNN', with_masks=True),
-    'retinanet': Baseline(build_tv_retinanet, 'RetinaNet', label_offset=0),
-}
 
 
 # --------------------------------------------------------------------- inputs
@@ -238,25 +151,12 @@ def _set_score_thr(model_cfg: ConfigDict, score_thr: float) -> None:
     (test_cfg.rcnn if 'rcnn' in test_cfg else test_cfg).score_thr = score_thr
 
 
-def run_model(args: argparse.Namespace) -> None:
-    h, w = args.shape
-    if h % SIZE_DIVISOR or w % SIZE_DIVISOR or h <= 0 or w <= 0:
-        raise ValueError(f'--shape: H and W must be positive multiples of {SIZE_DIVISOR} '
-                         f'(the padding divisor), got {h} {w}')
-    torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, args.cfg_options)
-    _set_score_thr(cfg.model, args.score_thr)  # before torchvision's settings are read
-    compare = args.compare_torchvision
-    if compare == 'auto':
-        compare = next((name for name, b in TORCHVISION_BASELINES.items()
-                        if b.detector == cfg.model.type), 'none')
-    baseline = TORCHVISION_BASELINES.get(compare)
-
+def _build_ours(model_cfg: ConfigDict) -> nn.Module:
     from mmdet_lite.registry import MODELS
     from mmdet_lite.utils import register_all_modules
     register_all_modules()
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    model = MODELS.build(model_cfg)
     # init_weights logs one INFO entry per parameter: keep the report readable.
     logger = MMLogger.get_current_instance()
     level = logger.level
@@ -265,6 +165,25 @@ def run_model(args: argparse.Namespace) -> None:
         model.init_weights()
     finally:
         logger.setLevel(level)
+    return model
+
+
+def run_model(args: argparse.Namespace) -> None:
+    h, w = args.shape
+    if h % SIZE_DIVISOR or w % SIZE_DIVISOR or h <= 0 or w <= 0:
+        raise ValueError(f'--shape: H and W must be positive multiples of {SIZE_DIVISOR} '
+                         f'(the padding divisor), got {h} {w}')
+    if args.threads < 1:
+        raise ValueError(f'--threads must be >= 1, got {args.threads}')
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.cfg_options)
+    _set_score_thr(cfg.model, args.score_thr)  # before torchvision's settings are read
+    compare = args.compare_torchvision
+    if compare == 'auto':
+        compare = next((name for name, b in TORCHVISION_BASELINES.items()
+                        if b.detector == cfg.model.type), 'none')
+    baseline = TORCHVISION_BASELINES.get(compare)
+    model = _build_ours(cfg.model)
     with_masks = 'mask_head' in cfg.model.get('roi_head', {})
     gt_train = synthetic_gt(TRAIN_BATCH, args.num_gt, (h, w), _num_classes(cfg.model))
     gt_one = gt_train[:1]
@@ -276,8 +195,13 @@ def run_model(args: argparse.Namespace) -> None:
     dets['mmdet_lite'] = count(results[-1].output)
     params = {'mmdet_lite': _params_m(model)}
     tv_transform = None
+    weights = 'independent random init'
     if baseline is not None:
         tv_model = baseline.build(cfg.model, (h, w))
+        if baseline.copy_weights is not None:
+            why_not = baseline.copy_weights(model, tv_model)
+            weights = ('torchvision model loaded with ours' if why_not is None else
+                       f'independent random init ({why_not})')
         tv_infer, tv_train, tv_count, tv_tf = _tv_steps(tv_model, (h, w), gt_one, gt_train,
                                                         baseline)
         results.append(measure(tv_infer, 'inference', 'torchvision', args.repeat,
@@ -293,6 +217,7 @@ def run_model(args: argparse.Namespace) -> None:
     print('== mmdet_lite benchmark: model ==')
     print(f'config       : {args.config} ({cfg.model.type})')
     print(f'torchvision  : {compare}')
+    print(f'weights      : {weights}')
     print(f'machine      : {machine_summary(args.threads)}')
     print(f'load average : {load_before} (start) / {load_average()} (end)')
     print(f'inputs       : inference 1 x 3x{h}x{w}; train step {TRAIN_BATCH} x 3x{h}x{w}, '

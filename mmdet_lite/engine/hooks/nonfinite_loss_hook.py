@@ -25,7 +25,7 @@ import math
 from typing import Dict, List, Tuple
 
 import torch
-from mmengine.dist import all_reduce, get_world_size
+from mmengine.dist import all_gather_object, all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch import nn
@@ -109,14 +109,11 @@ class NonFiniteLossHook(Hook):
             dict: ``log_vars``, without this rank's non-finite terms when the step is
             skipped (so one bad step does not turn the smoothed losses in the log into NaN).
         """
-        names = [name for name in log_vars if 'loss' in name]
-        bad_ranks = self._count_bad_ranks(log_vars, names)
-        bad = [name for name, count in zip(names, bad_ranks) if count > 0]
-        if not bad:
+        local_bad = nonfinite_terms(log_vars)
+        bad_terms = self._gather_bad_terms(log_vars, local_bad)
+        if not bad_terms:
             return log_vars
-        # name the culprits; the total 'loss' only when no term explains it (an overflow)
-        culprits = [name for name in bad if name != 'loss'] or bad
-        where = self._describe(runner, log_vars, culprits, bad_ranks, names)
+        where = f'iteration {runner.iter + 1} (epoch {runner.epoch + 1}): {bad_terms}'
         if not self.skip_nonfinite:
             raise FloatingPointError(
                 f'non-finite loss at {where}. Training stopped; resume from the last '
@@ -133,32 +130,29 @@ class NonFiniteLossHook(Hook):
         runner.message_hub.update_scalar(SKIPS_SCALAR, skips)
         runner.logger.warning(f'non-finite loss at {where}: skipped the optimizer step '
                               f'({skips} skipped so far)')
-        local_bad = set(nonfinite_terms(log_vars))
         return {name: value for name, value in log_vars.items() if name not in local_bad}
 
     @staticmethod
-    def _count_bad_ranks(log_vars: Dict[str, torch.Tensor], names: List[str]) -> List[int]:
-        """For each term in ``names``, on how many ranks it is non-finite."""
-        local = set(nonfinite_terms(log_vars))
-        if get_world_size() == 1:
-            return [int(name in local) for name in names]
-        device = next(iter(log_vars.values())).device
-        flags = torch.tensor([float(name in local) for name in names], device=device)
-        all_reduce(flags, op='sum')
-        return [int(count) for count in flags.tolist()]
+    def _gather_bad_terms(log_vars: Dict[str, torch.Tensor], local_bad: List[str]) -> str:
+        """``'loss_bbox=nan'`` (``'loss_bbox=nan on rank 1'`` when distributed) for the
+        non-finite terms of every rank; ``''`` if all are finite everywhere.
 
-    @staticmethod
-    def _describe(runner, log_vars: dict, bad: List[str], bad_ranks: List[int],
-                  names: List[str]) -> str:
-        """``'iteration 3 (epoch 1): loss_bbox=nan'``, with rank counts when distributed."""
-        world_size = get_world_size()
-        terms = []
-        for name in bad:
-            text = f'{name}={_as_float(log_vars[name])}'
-            if world_size > 1:
-                text += f' (non-finite on {bad_ranks[names.index(name)]} of {world_size} ranks)'
-            terms.append(text)
-        return f'iteration {runner.iter + 1} (epoch {runner.epoch + 1}): {", ".join(terms)}'
+        The total ``'loss'`` is named only when no term explains it (an overflow of the sum).
+        Every rank must call this: ranks first agree, with one fixed-size all-reduce, whether
+        any rank has a non-finite term, and only then exchange the names.
+        """
+        culprits = [name for name in local_bad if name != 'loss'] or local_bad
+        terms = [(name, _as_float(log_vars[name])) for name in culprits]
+        if get_world_size() == 1:
+            return ', '.join(f'{name}={value}' for name, value in terms)
+        device = next(iter(log_vars.values())).device
+        num_bad_ranks = torch.tensor([float(bool(terms))], device=device)
+        all_reduce(num_bad_ranks, op='sum')
+        if num_bad_ranks.item() == 0:
+            return ''
+        return ', '.join(f'{name}={value} on rank {rank}'
+                         for rank, rank_terms in enumerate(all_gather_object(terms))
+                         for name, value in rank_terms)
 
     @staticmethod
     def _cfg_option_hint(runner) -> str:
