@@ -16,10 +16,14 @@ import numpy as np
 import pytest
 from helpers_tools import REPO_ROOT, TINY_CONFIG, run_tool, tiny_data_cfg_options
 
+from mmengine.config import Config
+
 from mmdet_lite.engine import load_local_checkpoint
 
 LOSS_KEYS = ('loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox')
-BASE_LR = 0.02  # faster-rcnn_r18_fpn_shapes.py, for a total batch size of 16
+_TINY = Config.fromfile(str(TINY_CONFIG))
+BASE_LR = _TINY.optim_wrapper.optimizer.lr  # from faster-rcnn_r18_fpn_shapes.py
+BASE_BATCH = _TINY.auto_scale_lr.base_batch_size  # the total batch BASE_LR is meant for
 
 
 def _run_dirs(work_dir: Path) -> list:
@@ -112,7 +116,9 @@ def test_resume_restores_counter_message_hub_optimizer_and_scheduler(first_run, 
     assert steps['last_step'] == 2  # MultiStepLR stepped once per epoch, across both runs
     state = checkpoint['optimizer']['state']
     assert len(state) == len(checkpoint['optimizer']['param_groups'][0]['params'])
-    assert all('momentum_buffer' in s for s in state.values())
+    # AdamW's per-parameter moments were restored and then advanced by the resumed epoch
+    assert all({'exp_avg', 'exp_avg_sq', 'step'} <= set(s) for s in state.values())
+    assert all(int(s['step']) == 2 * n for s in state.values())
     assert (work_dir / 'keep_me.txt').is_file()
 
 
@@ -188,8 +194,8 @@ def test_amp_on_cpu_trains_in_bf16_and_auto_scale_lr_scales(data_root, tmp_path)
     (run_dir, ) = _run_dirs(work_dir)
     train, _ = _scalars(run_dir)
     assert all(math.isfinite(r[k]) for r in train for k in ('loss', *LOSS_KEYS))
-    # lr x (2 images per batch / base batch 16), x 0.1 for the first warm-up iteration
-    assert train[0]['lr'] == pytest.approx(BASE_LR * 2 / 16 * 0.1)
+    # lr x (2 images per batch / base batch), x 0.1 for the first warm-up iteration
+    assert train[0]['lr'] == pytest.approx(BASE_LR * 2 / BASE_BATCH * 0.1)
 
 
 def _stand_in(path: Path, log: Path) -> str:

@@ -188,31 +188,29 @@ def run_model(args: argparse.Namespace) -> None:
     gt_train = synthetic_gt(TRAIN_BATCH, args.num_gt, (h, w), _num_classes(cfg.model))
     gt_one = gt_train[:1]
 
-    load_before = load_average()
-    results, dets = [], {}
-    infer, train, count = _our_steps(model, (h, w), gt_one, gt_train, with_masks)
-    results.append(measure(infer, 'inference', 'mmdet_lite', args.repeat, args.warmup))
-    dets['mmdet_lite'] = count(results[-1].output)
+    # Both models exist before any phase, so every peak_rss_mb includes both.
+    steps = {'mmdet_lite': _our_steps(model, (h, w), gt_one, gt_train, with_masks)}
     params = {'mmdet_lite': _params_m(model)}
-    tv_transform = None
-    weights = 'independent random init'
+    weights, tv_transform = 'independent random init', None
     if baseline is not None:
         tv_model = baseline.build(cfg.model, (h, w))
         if baseline.copy_weights is not None:
             why_not = baseline.copy_weights(model, tv_model)
             weights = ('torchvision model loaded with ours' if why_not is None else
                        f'independent random init ({why_not})')
-        tv_infer, tv_train, tv_count, tv_tf = _tv_steps(tv_model, (h, w), gt_one, gt_train,
-                                                        baseline)
-        results.append(measure(tv_infer, 'inference', 'torchvision', args.repeat,
-                               args.warmup))
-        dets['torchvision'] = tv_count(results[-1].output)
-        tv_transform = measure(tv_tf, 'transform', 'torchvision', args.repeat, args.warmup)
+        *tv_steps, tv_tf = _tv_steps(tv_model, (h, w), gt_one, gt_train, baseline)
+        steps['torchvision'] = tv_steps
         params['torchvision'] = _params_m(tv_model)
-    results.append(measure(train, 'train_step', 'mmdet_lite', args.repeat, args.warmup))
+
+    load_before = load_average()
+    results, dets = [], {}
+    for name, (infer, _, count) in steps.items():
+        results.append(measure(infer, 'inference', name, args.repeat, args.warmup))
+        dets[name] = count(results[-1].output)
     if baseline is not None:
-        results.append(measure(tv_train, 'train_step', 'torchvision', args.repeat,
-                               args.warmup))
+        tv_transform = measure(tv_tf, 'transform', 'torchvision', args.repeat, args.warmup)
+    for name, (_, train, _) in steps.items():
+        results.append(measure(train, 'train_step', name, args.repeat, args.warmup))
 
     print('== mmdet_lite benchmark: model ==')
     print(f'config       : {args.config} ({cfg.model.type})')
