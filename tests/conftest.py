@@ -1,4 +1,4 @@
-"""Shared pytest setup: deterministic seeds and a small thread count for a 2-core machine."""
+"""Shared pytest setup: deterministic seeds and one torch thread for a 2-core machine."""
 import os
 import random
 
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# One thread: tests use tiny tensors, and several tests run subprocesses (DDP ranks,
+# tools) beside this process on a 2-core machine.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
