@@ -1,7 +1,8 @@
 # RetinaNet on the built-in shapes dataset: trains and evaluates on a laptop CPU.
 # Same bases as the COCO config; overrides only what small synthetic data and a CPU need:
-# a ResNet-18 trained from scratch (no pretrained weights can be downloaded), so its BN
-# layers train too; 3 classes; 256-px images; 128-channel neck and head; a short schedule.
+# the recipe of faster-rcnn_r18_fpn_shapes.py: a half-width ResNet-18 trained from scratch
+# (no pretrained weights can be downloaded) with training BN, a 64-channel neck and head,
+# 3 classes, 256-px images, AdamW and a 10-epoch schedule.
 _base_ = [
     '../_base_/models/retinanet_r50_fpn.py',
     '../_base_/datasets/shapes_detection.py',
@@ -9,10 +10,10 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(depth=18, frozen_stages=-1, norm_eval=False),
-    # C3-C5 of ResNet-18; P6 is a stride-2 conv on C5 (512 channels, 'on_input').
-    neck=dict(in_channels=[64, 128, 256, 512], out_channels=128),
-    bbox_head=dict(num_classes=3, in_channels=128, feat_channels=128))
+    backbone=dict(depth=18, base_channels=32, frozen_stages=-1, norm_eval=False),
+    # C3-C5 of the half-width ResNet-18; P6 is a stride-2 conv on C5 ('on_input').
+    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
+    bbox_head=dict(num_classes=3, in_channels=64, feat_channels=64))
 
 img_scale = (256, 256)
 train_pipeline = [
@@ -34,15 +35,18 @@ train_dataloader = dict(batch_size=4, num_workers=1,
 val_dataloader = dict(batch_size=4, num_workers=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_epochs = 6
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+max_epochs = 10
+train_cfg = dict(max_epochs=max_epochs, val_interval=5)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[5],
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[8],
          gamma=0.1)
 ]
-# RetinaNet's lr (half of Faster R-CNN's); clipping keeps the from-scratch start stable.
-optim_wrapper = dict(optimizer=dict(lr=0.01), clip_grad=dict(max_norm=35, norm_type=2))
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+    clip_grad=dict(max_norm=35, norm_type=2))
 default_hooks = dict(
     logger=dict(interval=20),
     # every epoch, plus the best by the first metric (coco/bbox_mAP)

@@ -163,10 +163,11 @@ def test_shapes_config_builds_a_small_model_for_3_classes():
     model = MODELS.build(cfg.model)
     assert model.backbone.frozen_stages == -1 and model.backbone.norm_eval is False
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert shapes['neck.fpn_convs.3.conv.weight'] == (128, 512, 3, 3)  # P6 on C5 of R-18
-    assert shapes['bbox_head.retina_cls.weight'] == (9 * 3, 128, 3, 3)
-    assert shapes['bbox_head.retina_reg.weight'] == (9 * 4, 128, 3, 3)
-    assert cfg.optim_wrapper.optimizer.lr == 0.01
+    # P6 on C5 of the half-width ResNet-18 (256 channels), 64-channel neck and head
+    assert shapes['neck.fpn_convs.3.conv.weight'] == (64, 256, 3, 3)
+    assert shapes['bbox_head.retina_cls.weight'] == (9 * 3, 64, 3, 3)
+    assert shapes['bbox_head.retina_reg.weight'] == (9 * 4, 64, 3, 3)
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
 
 
 def test_bbox_head_is_required():
