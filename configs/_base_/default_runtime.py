@@ -31,4 +31,6 @@ resume = False
 custom_hooks = [
     dict(type='NumClassCheckHook'),
     dict(type='NonFiniteLossHook', skip_nonfinite=False),
+    # a progress bar over validation/test batches (the logger prints only every 50)
+    dict(type='EvalProgressBarHook'),
 ]

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pickle
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -81,7 +82,8 @@ def test_train_writes_logs_and_checkpoints_and_keeps_work_dir(first_run):
     assert len(val) == 1 and 0 <= val[0]['coco/bbox_mAP'] <= 1
 
     log = next(run_dir.glob('*.log')).read_text()
-    for field in ('Epoch(train) [1][1/', 'eta: ', 'lr: ', 'loss_rpn_cls: ', 'time: '):
+    for field in ('Epoch(train) [1][1/', 'eta: ', 'lr: ', 'loss_rpn_cls: ', 'time: ',
+                  'memory: '):  # memory: peak RSS in MB on CPU (LogProcessor)
         assert field in log, field
     assert 'Epoch(val) [1][1/2]' in log  # validation progress, one line per batch
 
@@ -130,6 +132,7 @@ def test_test_tool_evaluates_dumps_predictions_and_draws(first_run, data_root, t
                              '--cfg-options', *tiny_data_cfg_options(data_root),
                              '+default_hooks.visualization.score_thr=0.0'])
     _assert_ok(proc)
+    assert re.search(r'\] 2/2, [0-9.]+ task/s', proc.stdout)  # EvalProgressBarHook, 2 batches
     assert 'coco/bbox_mAP: ' in proc.stdout
     assert 'Epoch(test) [1/2]' in proc.stdout  # progress, one line per batch
 
