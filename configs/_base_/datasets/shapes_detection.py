@@ -5,17 +5,19 @@ _base_ = './coco_detection.py'
 dataset_type = 'ShapesDataset'
 data_root = 'data/shapes/'
 backend_args = None
+# 320-px images resized to 256 px: the scale the shapes configs train and test at on a CPU
+img_scale = (256, 256)
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(320, 320), keep_ratio=True),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=(320, 320), keep_ratio=True),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='PackDetInputs',
@@ -23,6 +25,8 @@ test_pipeline = [
                    'scale_factor'))
 ]
 train_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
@@ -30,6 +34,8 @@ train_dataloader = dict(
         data_prefix=dict(img='train/'),
         pipeline=train_pipeline))
 val_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
