@@ -1,9 +1,8 @@
-# 2x schedule: 24 epochs, lr steps at epochs 16 and 22 (mmdetection 3.x values).
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=24, val_interval=1)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+# 2x schedule: 24 epochs, lr steps at epochs 16 and 22 (mmdetection 3.x values); otherwise
+# the 1x schedule.
+_base_ = './schedule_1x.py'
 
-# learning rate: linear warm-up over the first 500 iterations, then step decay per epoch
+train_cfg = dict(max_epochs=24)
 param_scheduler = [
     dict(
         type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
@@ -15,12 +14,3 @@ param_scheduler = [
         milestones=[16, 22],
         gamma=0.1)
 ]
-
-# optimizer
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001))
-
-# lr=0.02 is for a total batch size of 16 (8 GPUs x 2 images). With `enable=True`
-# (or `--auto-scale-lr`) the lr is scaled linearly to the actual total batch size.
-auto_scale_lr = dict(enable=False, base_batch_size=16)
