@@ -244,8 +244,26 @@ def test_slurm_train_script_runs_srun_with_one_task_per_gpu(tmp_path):
         '--launcher=slurm', '--amp']
 
 
+def test_slurm_test_script_passes_checkpoint_and_options_to_test_py(tmp_path):
+    log = tmp_path / 'args.txt'
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    _stand_in(bin_dir / 'srun', log)
+    env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', GPUS='4',
+               GPUS_PER_NODE='4', CPUS_PER_TASK='2')
+    env.pop('SRUN_ARGS', None)
+    env.pop('PYTHON', None)
+    tools = Path(REPO_ROOT) / 'tools'
+    subprocess.run(['bash', tools / 'slurm_test.sh', 'dev', 'eval', 'cfg.py', 'model.pth',
+                    '--out', 'r.pkl'], env=env, check=True)
+    assert log.read_text().splitlines() == [
+        '-p', 'dev', '--job-name=eval', '--gres=gpu:4', '--ntasks=4', '--ntasks-per-node=4',
+        '--cpus-per-task=2', '--kill-on-bad-exit=1', 'python', '-u', str(tools / 'test.py'),
+        'cfg.py', 'model.pth', '--launcher=slurm', '--out', 'r.pkl']
+
+
 @pytest.mark.parametrize('script, nargs', [('dist_train.sh', 2), ('dist_test.sh', 3),
-                                           ('slurm_train.sh', 4)])
+                                           ('slurm_train.sh', 4), ('slurm_test.sh', 4)])
 def test_launch_scripts_print_usage_when_arguments_are_missing(script, nargs):
     proc = subprocess.run(['bash', Path(REPO_ROOT) / 'tools' / script, *['x'] * (nargs - 1)],
                           capture_output=True, text=True)
