@@ -1,6 +1,7 @@
 """Sigmoid focal loss (RetinaNet), in plain torch."""
 from typing import Optional
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -8,15 +9,11 @@ from mmdet_lite.registry import MODELS
 from .utils import weight_reduce_loss
 
 
-def _labels_to_one_hot(pred: Tensor, target: Tensor) -> Tensor:
-    """Class indices [N] in 0..C (C = background) -> one-hot [N, C]; background is all zeros."""
-    if pred.dim() == target.dim():
-        return target.type_as(pred)
+def _check_labels(pred: Tensor, labels: Tensor) -> None:
     num_classes = pred.size(1)
-    if target.numel() > 0 and (target.min() < 0 or target.max() > num_classes):
+    if labels.numel() > 0 and (labels.min() < 0 or labels.max() > num_classes):
         raise ValueError(f'focal loss labels must lie in [0, {num_classes}] (num_classes means '
-                         f'background), but got [{int(target.min())}, {int(target.max())}]')
-    return F.one_hot(target, num_classes=num_classes + 1)[:, :num_classes].type_as(pred)
+                         f'background), but got [{int(labels.min())}, {int(labels.max())}]')
 
 
 def _match_weight(weight: Optional[Tensor], loss: Tensor) -> Optional[Tensor]:
@@ -26,6 +23,52 @@ def _match_weight(weight: Optional[Tensor], loss: Tensor) -> Optional[Tensor]:
     if weight.size(0) == loss.size(0):
         return weight.view(-1, 1)
     return weight.view(loss.size(0), -1)
+
+
+def _focal_terms(logits: Tensor, prob: Tensor, gamma: float, alpha: float,
+                 positive: bool) -> Tensor:
+    """Element-wise focal loss of logits whose target is 1 (``positive``) or 0.
+
+    ``-log(p) = softplus(-x)`` and ``-log(1 - p) = softplus(x)``: one stable op each.
+    """
+    if positive:
+        return alpha * (1 - prob).pow(gamma) * F.softplus(-logits)
+    return (1 - alpha) * prob.pow(gamma) * F.softplus(logits)
+
+
+def _focal_loss_from_labels(pred: Tensor, labels: Tensor, gamma: float,
+                            alpha: float) -> Tensor:
+    """Element-wise loss [N, C] for class labels [N] in 0..C (C = background).
+
+    A dense head has ~10^5 anchors x C classes and a few hundred positive entries, so every
+    entry is first computed as a negative and only the positive ones, (i, labels[i]), are
+    replaced: no [N, C] one-hot target and about a third of the element-wise passes (and
+    of their backward) of the textbook form.
+    """
+    _check_labels(pred, labels)
+    prob = pred.sigmoid()  # [N, C]
+    loss = _focal_terms(pred, prob, gamma, alpha, positive=False)  # [N, C]
+    rows = torch.nonzero(labels < pred.size(1)).squeeze(1)  # [P] positive anchors
+    if rows.numel() == 0:
+        return loss
+    cols = labels[rows]
+    pos_loss = _focal_terms(pred[rows, cols], prob[rows, cols], gamma, alpha, positive=True)
+    return loss.index_put((rows, cols), pos_loss)
+
+
+def _focal_loss_from_targets(pred: Tensor, target: Tensor, gamma: float, alpha: float,
+                             activated: bool) -> Tensor:
+    """Element-wise loss [N, C] for soft or one-hot targets [N, C] (or probabilities)."""
+    target = target.type_as(pred)
+    prob = pred if activated else pred.sigmoid()
+    # 1 - p_t: the probability mass the model puts on the wrong answer.
+    one_minus_pt = (1 - prob) * target + prob * (1 - target)
+    focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * one_minus_pt.pow(gamma)
+    if activated:
+        bce = F.binary_cross_entropy(pred, target, reduction='none')
+    else:
+        bce = F.binary_cross_entropy_with_logits(pred, target, reduction='none')
+    return bce * focal_weight
 
 
 def sigmoid_focal_loss(pred: Tensor,
@@ -51,16 +94,14 @@ def sigmoid_focal_loss(pred: Tensor,
     Returns:
         Tensor: Scalar loss, or [N, C] for reduction ``'none'``.
     """
-    target = _labels_to_one_hot(pred, target)  # [N, C]
-    prob = pred if activated else pred.sigmoid()
-    # 1 - p_t: the probability mass the model puts on the wrong answer.
-    one_minus_pt = (1 - prob) * target + prob * (1 - target)
-    focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * one_minus_pt.pow(gamma)
-    if activated:
-        bce = F.binary_cross_entropy(pred, target, reduction='none')
+    if pred.dim() == target.dim():
+        loss = _focal_loss_from_targets(pred, target, gamma, alpha, activated)
+    elif activated:  # probabilities: the log-sigmoid shortcut does not apply
+        _check_labels(pred, target)
+        one_hot = F.one_hot(target, num_classes=pred.size(1) + 1)[:, :pred.size(1)]
+        loss = _focal_loss_from_targets(pred, one_hot, gamma, alpha, activated)
     else:
-        bce = F.binary_cross_entropy_with_logits(pred, target, reduction='none')
-    loss = bce * focal_weight
+        loss = _focal_loss_from_labels(pred, target, gamma, alpha)
     return weight_reduce_loss(loss, _match_weight(weight, loss), reduction, avg_factor)
 
 

@@ -61,3 +61,27 @@ def test_bad_arguments_raise():
         FocalLoss(use_sigmoid=False)
     with pytest.raises(ValueError, match=r'labels must lie in \[0, 3\]'):
         FocalLoss()(LOGITS, torch.tensor([0, 4, 1]))
+
+
+@pytest.mark.parametrize('reduction', ['none', 'sum', 'mean'])
+def test_label_targets_give_the_loss_and_gradient_of_one_hot_targets(reduction):
+    # Labels take a shortcut (every entry as a negative, positives replaced); one-hot targets
+    # take the textbook form. Both must agree, gradients included.
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 5, generator=gen) * 4
+    labels = torch.randint(0, 6, (64, ), generator=gen)  # 5 == background
+    labels[:3] = 5
+    weight = torch.rand(64, generator=gen)
+    one_hot = torch.nn.functional.one_hot(labels, 6)[:, :5].float()
+    results = []
+    for target in (labels, one_hot):
+        pred = logits.clone().requires_grad_()
+        avg_factor = 7. if reduction == 'mean' else None
+        loss = FocalLoss(gamma=2., alpha=0.25, reduction=reduction)(pred, target, weight,
+                                                                    avg_factor=avg_factor)
+        loss.sum().backward()
+        results.append((loss.detach(), pred.grad))
+    (loss_labels, grad_labels), (loss_one_hot, grad_one_hot) = results
+    torch.testing.assert_close(loss_labels, loss_one_hot)
+    torch.testing.assert_close(grad_labels, grad_one_hot)
+    assert grad_labels.abs().sum() > 0
