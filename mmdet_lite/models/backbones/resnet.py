@@ -277,7 +277,10 @@ class ResNet(BaseModule):
                 if isinstance(path, str) and '://' not in path and not os.path.isfile(
                         os.path.expanduser(path)):
                     raise FileNotFoundError(
-                        f'{type(self).__name__} init_cfg checkpoint file not found: {path!r}.')
+                        f'{type(self).__name__} init_cfg checkpoint file not found: {path!r} '
+                        f'(relative to {os.getcwd()}). Set backbone.init_cfg.checkpoint to '
+                        'an existing file, or backbone.init_cfg=None to start from random '
+                        'weights.')
         super().init_weights()
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:

@@ -260,9 +260,15 @@ def test_bad_configs_and_inputs():
 def test_shapes_config_builds_and_trains_a_step():
     cfg = Config.fromfile(str(CONFIGS / 'shapes' / 'detr_r18_shapes.py'))
     assert cfg.train_dataloader.dataset.type == 'ShapesDataset'
+    # DETR fine-tunes a backbone: here the one the README's Faster R-CNN shapes job trains
+    assert cfg.model.backbone.init_cfg == dict(
+        type='Pretrained', prefix='backbone.',
+        checkpoint='work_dirs/faster-rcnn_r18_fpn_shapes/epoch_10.pth')
+    cfg.model.backbone.init_cfg = None  # tests/test_tools/test_shapes_configs.py loads one
     model = build_detector(cfg.model).train()
-    assert model.bbox_head.num_classes == 3 and model.num_queries == 20
+    assert model.bbox_head.num_classes == 3 and model.num_queries == 10
     assert model.embed_dims == 128 and len(model.decoder.layers) == 3
+    assert not hasattr(model.backbone, 'layer4')  # stride-16 features from layer3
     sample = make_det_sample([[4, 4, 30, 40]], [2], img_shape=(64, 64))
     data = model.data_preprocessor(make_batch([sample]), True)
     losses = model(**data, mode='loss')
