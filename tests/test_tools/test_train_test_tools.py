@@ -240,8 +240,8 @@ def test_slurm_train_script_runs_srun_with_one_task_per_gpu(tmp_path):
     assert log.read_text().splitlines() == [
         '-p', 'dev', '--job-name=frcnn', '--gres=gpu:8', '--ntasks=16', '--ntasks-per-node=8',
         '--cpus-per-task=5', '--kill-on-bad-exit=1', '--quotatype=auto', '--time=1:00',
-        'python3', '-u', str(tools / 'train.py'), 'cfg.py', '--work-dir=work_dirs/x',
-        '--launcher=slurm', '--amp']
+        'python3', '-u', str(tools / 'train.py'), 'cfg.py', '--work-dir=work_dirs/x', '--amp',
+        '--launcher=slurm']
 
 
 def test_slurm_test_script_passes_checkpoint_and_options_to_test_py(tmp_path):
@@ -259,7 +259,7 @@ def test_slurm_test_script_passes_checkpoint_and_options_to_test_py(tmp_path):
     assert log.read_text().splitlines() == [
         '-p', 'dev', '--job-name=eval', '--gres=gpu:4', '--ntasks=4', '--ntasks-per-node=4',
         '--cpus-per-task=2', '--kill-on-bad-exit=1', 'python', '-u', str(tools / 'test.py'),
-        'cfg.py', 'model.pth', '--launcher=slurm', '--out', 'r.pkl']
+        'cfg.py', 'model.pth', '--out', 'r.pkl', '--launcher=slurm']
 
 
 @pytest.mark.parametrize('script, nargs', [('dist_train.sh', 2), ('dist_test.sh', 3),
