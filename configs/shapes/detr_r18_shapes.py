@@ -13,7 +13,8 @@
 # Other changes from the COCO config: the half-width ResNet-18's first three stages
 # (stride 16: a 16x16 map of 256-px images instead of 8x8, for shapes down to 12 px);
 # a 128-d, 3+3-layer transformer without dropout; 10 queries (at most 4 shapes per image);
-# 3 classes; 256-px images without DETR's multi-scale crops; a 50-epoch schedule.
+# 3 classes; 256-px images without DETR's multi-scale crops; a 100-epoch schedule (DETR
+# learns slowly: bbox mAP 0.003 after 20 epochs, 0.11 after 50, 0.26 after 100).
 _base_ = '../detr/detr_r50_8xb2-150e_coco.py'
 
 shapes_backbone = 'work_dirs/faster-rcnn_r18_fpn_shapes/epoch_10.pth'
@@ -84,10 +85,10 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(optimizer=dict(lr=2e-4))
-max_epochs = 50
+max_epochs = 100
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 param_scheduler = [
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[40],
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[80],
          gamma=0.1)
 ]
 default_hooks = dict(
