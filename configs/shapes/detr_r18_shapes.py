@@ -13,8 +13,10 @@
 # Other changes from the COCO config: the half-width ResNet-18's first three stages
 # (stride 16: a 16x16 map of 256-px images instead of 8x8, for shapes down to 12 px);
 # a 128-d, 3+3-layer transformer without dropout; 10 queries (at most 4 shapes per image);
-# 3 classes; 256-px images without DETR's multi-scale crops; a 100-epoch schedule (DETR
-# learns slowly: bbox mAP 0.003 after 20 epochs, 0.11 after 50, 0.26 after 100).
+# 3 classes; 256-px images without DETR's multi-scale crops. DETR is data-hungry: on the 400
+# standard training images it overfit (bbox mAP 0.258 after 100 epochs), so it trains on its
+# own split of 2000 images (`train2k`, generated under data_root on first use, ~20 s) for 20
+# epochs, the same number of iterations: bbox mAP 0.322 on the standard 100 val images.
 _base_ = '../detr/detr_r50_8xb2-150e_coco.py'
 
 shapes_backbone = 'work_dirs/faster-rcnn_r18_fpn_shapes/epoch_10.pth'
@@ -68,8 +70,9 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
+        ann_file='annotations/instances_train2k.json',
+        data_prefix=dict(img='train2k/'),
+        num_images=2000,
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=4,
@@ -85,15 +88,15 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(optimizer=dict(lr=2e-4))
-max_epochs = 100
-train_cfg = dict(max_epochs=max_epochs, val_interval=10)
+max_epochs = 20
+train_cfg = dict(max_epochs=max_epochs, val_interval=4)
 param_scheduler = [
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[80],
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[16],
          gamma=0.1)
 ]
 default_hooks = dict(
     logger=dict(interval=20),
-    # every 10 epochs, plus the best by the first metric (coco/bbox_mAP)
-    checkpoint=dict(interval=10, max_keep_ckpts=2, save_best='auto'))
+    # every 4 epochs, plus the best by the first metric (coco/bbox_mAP)
+    checkpoint=dict(interval=4, max_keep_ckpts=2, save_best='auto'))
 auto_scale_lr = dict(base_batch_size=4)
 randomness = dict(seed=0)

@@ -23,15 +23,19 @@ def data_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp('shapes_small')
 
 
-def _small_run_options(data_root: Path) -> list:
+def _small_run_options(config: Path, data_root: Path) -> list:
     """8 train / 4 val images of 128 px, batch 2, no workers, one epoch with validation."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(config))
     options = tiny_data_cfg_options(data_root)
     for split, num_images in (('train', 8), ('val', 4)):
         loader = f'{split}_dataloader'
+        dataset = cfg[loader].dataset
+        new = {key: '' if key in dataset else '+' for key in ('num_images', 'image_size')}
         options += [f'{loader}.batch_size=2', f'{loader}.num_workers=0',
                     f'{loader}.persistent_workers=False',
-                    f'+{loader}.dataset.num_images={num_images}',
-                    f'+{loader}.dataset.image_size=128']
+                    f'{new["num_images"]}{loader}.dataset.num_images={num_images}',
+                    f'{new["image_size"]}{loader}.dataset.image_size=128']
     return options + ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
                       'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1']
 
@@ -48,8 +52,8 @@ def _train(config: Path, work_dir: Path, options: list) -> tuple:
 
 
 def test_retinanet_shapes_config_trains_and_evaluates(data_root, tmp_path):
-    train, val, _ = _train(SHAPES / 'retinanet_r18_fpn_shapes.py', tmp_path,
-                           _small_run_options(data_root))
+    config = SHAPES / 'retinanet_r18_fpn_shapes.py'
+    train, val, _ = _train(config, tmp_path, _small_run_options(config, data_root))
     assert len(train) == 4 and all(r['loss'] > 0 for r in train)
     assert {'loss_cls', 'loss_bbox'} <= set(train[0])
     assert len(val) == 1 and 0 <= val[0]['coco/bbox_mAP'] <= 1
@@ -68,9 +72,10 @@ def test_detr_shapes_config_fine_tunes_the_given_backbone(data_root, tmp_path):
     torch.save({'state_dict': frcnn_model.state_dict()}, backbone_ckpt)
 
     work_dir = tmp_path / 'detr'
-    options = _small_run_options(data_root) + [
+    config = SHAPES / 'detr_r18_shapes.py'
+    options = _small_run_options(config, data_root) + [
         f'model.backbone.init_cfg.checkpoint={backbone_ckpt}']
-    train, val, proc = _train(SHAPES / 'detr_r18_shapes.py', work_dir, options)
+    train, val, proc = _train(config, work_dir, options)
     assert len(train) == 4 and all(r['loss'] > 0 for r in train)
     assert {'loss_cls', 'loss_bbox', 'loss_iou', 'd1.loss_cls', 'd1.loss_iou'} <= set(train[0])
     assert len(val) == 1 and 0 <= val[0]['coco/bbox_mAP'] <= 1

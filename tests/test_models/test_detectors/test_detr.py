@@ -260,6 +260,10 @@ def test_bad_configs_and_inputs():
 def test_shapes_config_builds_and_trains_a_step():
     cfg = Config.fromfile(str(CONFIGS / 'shapes' / 'detr_r18_shapes.py'))
     assert cfg.train_dataloader.dataset.type == 'ShapesDataset'
+    # its own 2000-image training split; the standard 100 validation images
+    assert cfg.train_dataloader.dataset.num_images == 2000
+    assert cfg.train_dataloader.dataset.ann_file == 'annotations/instances_train2k.json'
+    assert cfg.val_dataloader.dataset.ann_file == 'annotations/instances_val.json'
     # DETR fine-tunes a backbone: here the one the README's Faster R-CNN shapes job trains
     assert cfg.model.backbone.init_cfg == dict(
         type='Pretrained', prefix='backbone.',
