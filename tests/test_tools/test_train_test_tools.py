@@ -218,13 +218,13 @@ def test_dist_scripts_pass_launch_settings_to_torchrun(tmp_path):
     assert log.read_text().splitlines() == [
         '-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=1',
         '--master_addr=10.0.0.7', '--nproc_per_node=4', '--master_port=29555',
-        str(tools / 'train.py'), 'cfg.py', '--launcher', 'pytorch', '--amp']
+        str(tools / 'train.py'), 'cfg.py', '--amp', '--launcher', 'pytorch']
 
     subprocess.run(['bash', tools / 'dist_test.sh', 'cfg.py', 'model.pth', '2', '--out',
                     'r.pkl'], env=env, check=True)
     assert log.read_text().splitlines()[-7:] == [
-        str(tools / 'test.py'), 'cfg.py', 'model.pth', '--launcher', 'pytorch', '--out',
-        'r.pkl']
+        str(tools / 'test.py'), 'cfg.py', 'model.pth', '--out', 'r.pkl', '--launcher',
+        'pytorch']
 
 
 def test_slurm_train_script_runs_srun_with_one_task_per_gpu(tmp_path):
