@@ -146,12 +146,20 @@ def filter_scores_and_topk(scores: Tensor, score_thr: float, topk: int,
         - keep_idxs (Tensor): Prior index of each kept pair [K].
         - filtered_results: ``results`` indexed by ``keep_idxs`` (same container type), or None.
     """
-    valid_mask = scores > score_thr
-    valid_scores = scores[valid_mask]
-    valid_idxs = valid_mask.nonzero()  # [V, 2]: (prior index, class)
-    num_topk = valid_idxs.size(0) if topk <= 0 else min(topk, valid_idxs.size(0))
-    valid_scores, order = valid_scores.topk(num_topk)  # sorted, highest first
-    keep_idxs, labels = valid_idxs[order].unbind(dim=1)
+    num_classes = scores.size(1)
+    if topk > 0:
+        # The topk pairs above score_thr are the topk of all pairs, minus those not above
+        # it: one partial sort of the [N * C] scores and a [topk] mask, instead of a full
+        # mask, two nonzero passes and a gather over [N, C].
+        valid_scores, flat_idxs = scores.flatten().topk(min(topk, scores.numel()))
+        keep = valid_scores > score_thr
+        valid_scores, flat_idxs = valid_scores[keep], flat_idxs[keep]
+    else:
+        flat_idxs = (scores.flatten() > score_thr).nonzero().squeeze(1)
+        valid_scores, order = scores.flatten()[flat_idxs].sort(descending=True)
+        flat_idxs = flat_idxs[order]
+    keep_idxs = torch.div(flat_idxs, num_classes, rounding_mode='floor')  # prior index
+    labels = flat_idxs % num_classes
 
     filtered_results = None
     if isinstance(results, dict):

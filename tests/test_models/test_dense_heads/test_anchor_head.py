@@ -196,6 +196,21 @@ def test_filter_scores_and_topk():
     assert len(kept) == 4
 
 
+@pytest.mark.parametrize('score_thr, topk', [(0.0, 50), (0.5, 50), (0.95, 50), (0.5, -1),
+                                             (0.0, 10000)])
+def test_filter_scores_and_topk_matches_filter_then_sort(score_thr, topk):
+    # Reference: keep every (prior, class) pair above score_thr, sort, keep the topk.
+    scores = torch.rand(300, 7, generator=torch.Generator().manual_seed(0))
+    pairs = sorted(((scores[i, c].item(), i, c) for i in range(300) for c in range(7)
+                    if scores[i, c] > score_thr), reverse=True)
+    if topk > 0:
+        pairs = pairs[:topk]
+    kept, labels, idxs, _ = filter_scores_and_topk(scores, score_thr, topk)
+    assert kept.tolist() == pytest.approx([p[0] for p in pairs])
+    assert idxs.tolist() == [p[1] for p in pairs] and labels.tolist() == [p[2] for p in pairs]
+    assert kept.dtype == scores.dtype and idxs.dtype == labels.dtype == torch.int64
+
+
 def test_batched_nms_config():
     boxes = torch.tensor([[0., 0., 10., 10.], [1., 0., 11., 10.], [50., 50., 60., 60.]])
     scores = torch.tensor([0.9, 0.8, 0.7])
