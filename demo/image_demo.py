@@ -4,6 +4,7 @@ Usage::
 
     python demo/image_demo.py INPUTS CONFIG [--weights CKPT] [--out-dir outputs]
         [--device cpu] [--pred-score-thr 0.3] [--batch-size 1] [--palette none]
+        [--trust-checkpoint CKPT]
 
 ``INPUTS`` is an image file, a folder of images or a quoted glob (``'data/*.jpg'``). For
 each image ``IMG.ext`` it writes
@@ -36,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('inputs', help='an image file, a folder of images or a glob pattern')
     parser.add_argument('config', help='model config file')
     parser.add_argument('--weights', help='checkpoint file (random weights when omitted)')
+    parser.add_argument('--trust-checkpoint', action='append', default=[], metavar='FILE',
+                        help='allow full unpickling (can run code) of this checkpoint file, '
+                        'one you trust that holds objects beyond the weights-only allow-list')
     parser.add_argument('--out-dir', default='outputs', help='where vis/ and preds/ go')
     parser.add_argument('--device', default='cpu', help="e.g. 'cpu' or 'cuda:0'")
     parser.add_argument('--pred-score-thr', type=float, default=0.3,
@@ -113,7 +117,10 @@ def main(argv=None) -> None:
 
     if args.weights is None:
         print('warning: no --weights given, the model has random weights', file=sys.stderr)
-    model = init_detector(args.config, args.weights, device=args.device, palette=args.palette)
+    from mmdet_lite.engine import allow_unsafe_checkpoint
+    with allow_unsafe_checkpoint(*args.trust_checkpoint):
+        model = init_detector(args.config, args.weights, device=args.device,
+                              palette=args.palette)
     visualizer = init_visualizer(model.cfg, model.dataset_meta)
     classes = model.dataset_meta.get('classes')
 

@@ -11,8 +11,9 @@ Flags follow mmdetection's ``tools/test.py``:
 - ``--cfg-options KEY=VALUE ...`` and ``--launcher`` as in ``tools/train.py``.
 
 The checkpoint is read with ``torch.load(weights_only=True)`` plus the allow-list of
-:mod:`mmdet_lite.engine.checkpoint`. Progress: an ``Epoch(test) [i/N]`` line with ETA every
-``default_hooks.logger.interval`` batches. Bad input ends with a one-line ``error: ...``
+:mod:`mmdet_lite.engine.checkpoint`; ``--trust-checkpoint FILE`` allows full unpickling
+(which can run code) of that one file, for a checkpoint you trust. Progress: an
+``Epoch(test) [i/N]`` line with ETA every ``default_hooks.logger.interval`` batches. Bad input ends with a one-line ``error: ...``
 and exit status 2.
 """
 import argparse
@@ -37,6 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--show-dir', help='save images with predictions drawn into this dir '
                         '(relative to the work dir\'s timestamped folder)')
     parser.add_argument('--wait-time', type=float, default=2, help='interval of --show (s)')
+    parser.add_argument('--trust-checkpoint', action='append', default=[], metavar='FILE',
+                        help='allow full unpickling (can run code) of this checkpoint file, '
+                        'one you trust that holds objects beyond the weights-only allow-list')
     parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
                         help='override config entries; +KEY=VALUE adds a key the config lacks')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -82,7 +86,9 @@ def main(argv=None) -> None:
     if args.out is not None:
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    runner.test()
+    from mmdet_lite.engine import allow_unsafe_checkpoint
+    with allow_unsafe_checkpoint(*args.trust_checkpoint):
+        runner.test()
 
 
 if __name__ == '__main__':

@@ -8,8 +8,11 @@ Flags follow mmdetection's ``tools/train.py``:
   (:mod:`mmdet_lite.engine.amp`).
 - ``--auto-scale-lr``: scale the lr by total batch size / ``auto_scale_lr.base_batch_size``.
 - ``--resume [CKPT]``: restore model, optimizer, schedulers and iteration counter from CKPT,
-  or from the latest checkpoint of the work dir when no path is given. Checkpoints of the
-  run's own work dir are trusted (see :mod:`mmdet_lite.engine.checkpoint`).
+  or from the latest checkpoint of the work dir when no path is given. Every checkpoint is
+  read weights-only with an allow-list (:mod:`mmdet_lite.engine.checkpoint`), whatever
+  folder it lies in.
+- ``--trust-checkpoint FILE``: allow full unpickling (which can run code) of this one file,
+  for a checkpoint you trust that holds objects beyond the allow-list. Repeatable.
 - ``--cfg-options KEY=VALUE ...``: override config entries; each key must exist, and
   ``+KEY=VALUE`` adds a new one.
 - ``--launcher none|pytorch|slurm|mpi``: distributed launcher (``tools/dist_train.sh``,
@@ -42,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from CKPT, or from the latest checkpoint in the work dir '
                         'when no path is given')
+    parser.add_argument('--trust-checkpoint', action='append', default=[], metavar='FILE',
+                        help='allow full unpickling (can run code) of this checkpoint file, '
+                        'one you trust that holds objects beyond the weights-only allow-list')
     parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
                         help='override config entries, e.g. train_cfg.max_epochs=2; '
                         '+KEY=VALUE adds a key the config lacks')
@@ -82,7 +88,7 @@ def main(argv=None) -> None:
     if args.resume is not None:
         apply_resume(cfg, args.resume)
 
-    from mmdet_lite.engine import enable_amp, trust_checkpoints
+    from mmdet_lite.engine import allow_unsafe_checkpoint, enable_amp
     from mmdet_lite.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     if args.amp:
@@ -95,8 +101,8 @@ def main(argv=None) -> None:
 
     prepare_cpu_distributed(cfg)
     runner = build_runner(cfg)
-    # The run's own checkpoints may hold state beyond mmengine's (custom hooks): trusted.
-    with trust_checkpoints(runner.work_dir):
+    # no file is trusted for where it lies (its own work dir included), only by name
+    with allow_unsafe_checkpoint(*args.trust_checkpoint):
         runner.train()
 
 

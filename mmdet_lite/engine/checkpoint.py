@@ -1,43 +1,38 @@
-"""Load checkpoints safely on torch >= 2.6, where ``torch.load`` defaults to weights only.
+"""Load checkpoints without ever running code from them.
 
-The problem: mmengine 0.10.7 loads local files with ``torch.load(filename, map_location)``.
-Since torch 2.6 that means ``weights_only=True``, which refuses every pickled global that is
-not a tensor, a container or a plain value. Checkpoints written by mmengine's Runner hold
-more than that: the message hub stores ``HistoryBuffer`` objects (each with numpy arrays,
-numpy scalars and its statistic methods, pickled as ``getattr(HistoryBuffer, 'mean')``), so
-``--resume`` failed with ``Unsupported global: mmengine...HistoryBuffer`` (or, first,
-``numpy._core.multiarray.scalar``). Loading only model weights (``load_from``,
-``init_detector``, ``init_cfg=dict(type='Pretrained')``) failed the same way whenever the
-file was such a Runner checkpoint: the whole file is unpickled either way. Bare state dicts
-loaded fine.
-
-The choice: replace mmengine's loader for local paths (``CheckpointLoader`` scheme ``''``,
-registered with ``force=True`` when :mod:`mmdet_lite.engine` is imported) by
-:func:`load_local_checkpoint`. Every local load in the process goes through it: the Runner's
-``load_from`` and ``resume``, mmengine's ``load_checkpoint`` used by the inference API and by
-``Pretrained`` initialisation. A Runner subclass would have covered only the Runner, and
+Every local checkpoint read in the process goes through :func:`load_local_checkpoint`: the
+Runner's ``load_from`` and ``resume``, ``tools/test.py``, ``init_detector`` and
+``init_cfg=dict(type='Pretrained')`` all end in mmengine's ``CheckpointLoader``, whose scheme
+for local paths (prefix ``''``) is replaced here with ``force=True`` when
+:mod:`mmdet_lite.engine` is imported. A Runner subclass would have covered only the Runner;
 monkeypatching ``torch.load`` would have changed every library in the process.
 
-:func:`load_local_checkpoint` always starts with ``torch.load(..., weights_only=True)``,
-allow-listing exactly the globals mmengine's own checkpoints contain (``HistoryBuffer``,
-numpy arrays, numeric/string dtypes and scalars, and a ``getattr`` that only looks up
-``HistoryBuffer`` statistic methods); nothing in that list runs code chosen by the file.
-A file that needs anything else is loaded with full unpickling only when it is trusted:
+The load is always ``torch.load(..., weights_only=True)`` with an explicit allow-list of the
+globals mmdet_lite's (and mmengine's) own checkpoints contain beside tensors and plain
+containers: the message hub's ``HistoryBuffer`` and the statistic methods it pickles as
+``getattr(HistoryBuffer, name)``, numpy arrays, numeric/string dtypes and scalars, and
+``collections.OrderedDict``. Nothing on that list runs code chosen by the file.
 
-- it lies under a path given to :func:`trust_checkpoints` (``tools/train.py`` trusts the
-  run's own work dir while it trains, resuming included: the run wrote those files), or
-- it lies under a path listed in the environment variable ``MMDET_LITE_TRUSTED_CHECKPOINTS``
-  (``os.pathsep``-separated files or folders).
+Nothing is trusted because of where it lies (a file dropped into a shared ``work_dirs/``
+must not run code on ``--resume``). A file that needs more is refused with
+:class:`UntrustedCheckpointError`, naming the globals it asks for. The one opt-in is explicit
+and per file: ``--trust-checkpoint FILE`` on ``tools/train.py``, ``tools/test.py`` and
+``demo/image_demo.py``, or :func:`allow_unsafe_checkpoint` in Python. It names one file,
+and the file must still be the one the user named (same inode, size and modification time)
+when it is read.
 
-Otherwise :class:`UntrustedCheckpointError` says which globals were refused, why, and how
-to allow them.
+A file that is no checkpoint at all (an HTML page saved by a failed download, an empty or
+truncated file) gets :class:`CorruptCheckpointError`, which says what the file looks like and
+never suggests trusting it.
 """
+import collections
 import os
 import os.path as osp
 import pickle
+import re
 import zipfile
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -49,15 +44,77 @@ try:
 except ImportError:  # numpy 1
     from numpy.core import multiarray
 
-TRUSTED_CHECKPOINTS_ENV = 'MMDET_LITE_TRUSTED_CHECKPOINTS'
-
-# Paths trusted by the code running now (see trust_checkpoints); a list, since the same path
-# may be trusted by nested contexts.
-_trusted_paths: List[str] = []
+# How the command-line tools spell the opt-in; the error messages quote it.
+TRUST_FLAG = '--trust-checkpoint'
+_PICKLE_PROTO = 0x80  # first byte of a pickle of protocol >= 2 (torch's legacy format)
+_ZIP_MAGIC = b'PK\x03\x04'  # torch's default format since 1.6 is a zip archive
 
 
 class UntrustedCheckpointError(pickle.UnpicklingError, ValueError):
-    """A checkpoint needs full unpickling (arbitrary code) and its path is not trusted."""
+    """A checkpoint holds pickled objects outside the allow-list (loading could run code)."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A file is not a readable PyTorch checkpoint (empty, truncated, an HTML page, ...)."""
+
+
+class _FileIdentity(NamedTuple):
+    """What makes "the file the user named": its real path and inode, size and mtime."""
+    path: str
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+def _identity(filename: Union[str, os.PathLike]) -> _FileIdentity:
+    path = osp.realpath(osp.expanduser(str(filename)))
+    stat = os.stat(path)
+    return _FileIdentity(path, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+# Files the running code explicitly allowed to be fully unpickled (allow_unsafe_checkpoint).
+_allowed_files: List[_FileIdentity] = []
+
+
+@contextmanager
+def allow_unsafe_checkpoint(*filenames: Union[str, os.PathLike]) -> Iterator[None]:
+    """Allow full unpickling of exactly these checkpoint files inside the ``with`` block.
+
+    Unpickling can run arbitrary code from the file: use this only for a file whose origin
+    you know and trust. Folders are not accepted, and a file replaced after this call (other
+    inode, size or modification time) is not allowed.
+
+    Args:
+        *filenames: Checkpoint files.
+
+    Raises:
+        FileNotFoundError: A name is not an existing file.
+
+    Example:
+        >>> with allow_unsafe_checkpoint('old_run/epoch_12_with_custom_state.pth'):
+        ...     model = init_detector(config, 'old_run/epoch_12_with_custom_state.pth')
+    """
+    added = []
+    for filename in filenames:
+        if not osp.isfile(osp.expanduser(str(filename))):
+            raise FileNotFoundError(f'{TRUST_FLAG}: {filename} is not a file (only single '
+                                    'checkpoint files can be trusted, not folders)')
+        added.append(_identity(filename))
+    _allowed_files.extend(added)
+    try:
+        yield
+    finally:
+        for identity in added:
+            _allowed_files.remove(identity)
+
+
+def is_unsafe_load_allowed(filename: Union[str, os.PathLike]) -> bool:
+    """Whether ``filename`` is, unchanged, a file given to :func:`allow_unsafe_checkpoint`."""
+    try:
+        return _identity(filename) in _allowed_files
+    except OSError:
+        return False
 
 
 def _history_buffer_getattr(owner: type, name: str):
@@ -76,7 +133,7 @@ def _history_buffer_getattr(owner: type, name: str):
 
 
 def checkpoint_safe_globals() -> List[Tuple[object, str]]:
-    """The globals, beyond torch's defaults, that mmengine checkpoints need.
+    """The globals, beyond torch's defaults, that mmdet_lite's checkpoints need.
 
     Returns:
         list[tuple[object, str]]: ``(object, 'module.qualname')`` pairs for
@@ -85,6 +142,7 @@ def checkpoint_safe_globals() -> List[Tuple[object, str]]:
         with either load.
     """
     pairs: List[Tuple[object, str]] = [
+        (collections.OrderedDict, 'collections.OrderedDict'),
         (HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
         (_history_buffer_getattr, 'builtins.getattr'),
         (np.ndarray, 'numpy.ndarray'),
@@ -101,57 +159,70 @@ def checkpoint_safe_globals() -> List[Tuple[object, str]]:
     return pairs
 
 
-def _normalize(path: Union[str, os.PathLike]) -> str:
-    return osp.realpath(osp.expanduser(str(path)))
+def describe_non_checkpoint(filename: str) -> Optional[str]:
+    """What ``filename`` looks like when it is plainly not a PyTorch checkpoint.
 
-
-def _is_under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def is_trusted_checkpoint(filename: Union[str, os.PathLike]) -> bool:
-    """Whether ``filename`` lies under a trusted path (:func:`trust_checkpoints` or the
-    ``MMDET_LITE_TRUSTED_CHECKPOINTS`` environment variable)."""
-    env_paths = [p for p in os.environ.get(TRUSTED_CHECKPOINTS_ENV, '').split(os.pathsep) if p]
-    path = _normalize(filename)
-    return any(_is_under(path, _normalize(root)) for root in [*_trusted_paths, *env_paths])
-
-
-@contextmanager
-def trust_checkpoints(*paths: Union[str, os.PathLike]) -> Iterator[None]:
-    """Allow full unpickling of checkpoint files under ``paths`` inside the ``with`` block.
-
-    Only for files whose origin you know (the run's own work dir, say): unpickling can run
-    arbitrary code.
+    Looks at the size and the first bytes only, so it is cheap for multi-GB files.
 
     Args:
-        *paths: Checkpoint files or folders.
+        filename (str): An existing file.
 
-    Example:
-        >>> with trust_checkpoints('work_dirs/my_run'):
-        ...     runner.train()  # resuming from work_dirs/my_run/epoch_3.pth
+    Returns:
+        str | None: e.g. ``'is empty (0 bytes)'`` or ``'is an HTML page (1234 bytes,
+        begins "<!DOCTYPE html>")'``; None when the file starts like a checkpoint (a zip
+        archive or a pickle) and only reading it can tell.
     """
-    added = [str(p) for p in paths]
-    _trusted_paths.extend(added)
-    try:
-        yield
-    finally:
-        for path in added:
-            _trusted_paths.remove(path)
+    size = osp.getsize(filename)
+    if size == 0:
+        return 'is empty (0 bytes): an interrupted download or copy?'
+    with open(filename, 'rb') as f:
+        head = f.read(512)
+    if head.startswith(_ZIP_MAGIC):
+        if not zipfile.is_zipfile(filename):  # the archive's directory is at its end
+            return (f'is truncated ({size} bytes): it starts like a PyTorch checkpoint (a zip '
+                    'archive) but its end is missing, as after an interrupted download or copy')
+        with zipfile.ZipFile(filename) as archive:
+            if not any(name.endswith('data.pkl') for name in archive.namelist()):
+                return f'is a zip archive ({size} bytes) but not a PyTorch checkpoint (no data.pkl)'
+        return None
+    if head[0] == _PICKLE_PROTO:
+        return None
+    text = head.lstrip().lower()
+    begins = head.lstrip()[:40].decode('utf-8', errors='replace').splitlines()
+    begins = begins[0] if begins else ''
+    if text.startswith((b'<!doctype html', b'<html', b'<?xml', b'<head', b'<body')) or \
+            (text.startswith(b'<') and b'<html' in text):
+        return (f'is an HTML page ({size} bytes, begins "{begins}"), not a PyTorch checkpoint: '
+                'the download saved a web page (an error or login page?) instead of the file')
+    if all(32 <= byte < 127 or byte in b'\t\r\n' for byte in head):
+        return f'is a text file ({size} bytes, begins "{begins}"), not a PyTorch checkpoint'
+    return f'is not a PyTorch checkpoint ({size} bytes, begins with bytes {head[:8]!r})'
 
 
-def _refused_globals(filename: str) -> List[str]:
-    """Names of the globals in ``filename`` a weights-only load refuses (best effort)."""
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-    except Exception:  # a legacy (non-zip) file cannot be scanned; the error still explains
-        return []
+def _refused_globals(filename: str, refusal: Exception) -> List[str]:
+    """Names of the globals in ``filename`` that the allow-list refuses.
+
+    Returns:
+        list[str]: e.g. ``['pathlib.Path']``; empty when ``refusal`` is no refusal of a
+        global but a damaged pickle stream.
+    """
+    text = str(refusal)
+    # torch names the first refused global ('Unsupported global: GLOBAL x.y') or class
+    # ("but got <class 'x.y'>"); our getattr stand-in names what it was asked for
+    named = re.findall(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>|(getattr)\(", text)
+    found = [name for groups in named for name in groups if name]
+    try:  # a zip checkpoint can be scanned whole without unpickling it
+        scanned = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
+    except Exception:  # the legacy format cannot; the first name above is all we know
+        scanned = []
     allowed = {name for _, name in checkpoint_safe_globals()}
-    return [name for name in found if name not in allowed]
+    if not found:
+        return []
+    return list(dict.fromkeys(found + [name for name in scanned if name not in allowed]))
 
 
 def load_local_checkpoint(filename: str, map_location: Optional[Union[str, torch.device]] = None):
-    """Load a local checkpoint file: weights only, plus mmengine's own safe state.
+    """Load a local checkpoint file: weights only, plus the allow-listed mmengine state.
 
     Args:
         filename (str): Path of the file (``~`` is expanded).
@@ -163,45 +234,58 @@ def load_local_checkpoint(filename: str, map_location: Optional[Union[str, torch
 
     Raises:
         FileNotFoundError: ``filename`` does not exist.
-        UntrustedCheckpointError: The file holds objects outside the allow-list (or is no
-            pickle at all) and is not trusted.
-        ValueError: torch cannot read the file (truncated, corrupt, or saved on a device
-            this machine lacks).
+        CorruptCheckpointError: The file is not a readable checkpoint (empty, truncated,
+            an HTML page, saved on a device this machine lacks, ...).
+        UntrustedCheckpointError: The file holds objects outside the allow-list and was
+            not allowed with :func:`allow_unsafe_checkpoint`.
     """
-    filename = osp.expanduser(filename)
+    filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    problem = describe_non_checkpoint(filename)
+    if problem is not None:
+        raise CorruptCheckpointError(f"checkpoint '{filename}' {problem}. Nothing was loaded; "
+                                     'download or copy the file again.')
     try:
         with torch.serialization.safe_globals(checkpoint_safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         refusal = err
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as err:
-        # a truncated or corrupt file, or tensors saved on a device this machine lacks
-        raise ValueError(f"checkpoint '{filename}' could not be loaded: "
-                         f'{str(err).strip().splitlines()[0]}') from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        raise _unreadable(filename, err) from err
 
-    if is_trusted_checkpoint(filename):
-        print_log(f'{filename} cannot be loaded with weights_only=True; loading it with '
-                  'full unpickling because its path is trusted', logger='current')
+    refused = _refused_globals(filename, refusal)
+    if not refused:  # no refused global: a damaged pickle stream ("Unsupported operand")
+        raise _unreadable(filename, refusal) from refusal
+    if is_unsafe_load_allowed(filename):
+        print_log(f'{filename} holds pickled objects outside the weights-only allow-list '
+                  f'({", ".join(refused)}); unpickling it fully because it was given to '
+                  f'{TRUST_FLAG} / allow_unsafe_checkpoint', logger='current')
         return torch.load(filename, map_location=map_location, weights_only=False)
-    raise UntrustedCheckpointError(_refusal_message(filename, refusal)) from refusal
+    raise UntrustedCheckpointError(_refusal_message(filename, refusal, refused)) from refusal
 
 
-def _refusal_message(filename: str, refusal: Exception) -> str:
-    """Why a weights-only load of ``filename`` failed, and how to allow the file."""
+def _unreadable(filename: str, err: Exception) -> CorruptCheckpointError:
+    lines = str(err).strip().splitlines()
+    reason = lines[0] if lines else type(err).__name__
+    return CorruptCheckpointError(
+        f"checkpoint '{filename}' ({osp.getsize(filename)} bytes) could not be read: {reason}. "
+        'It may be truncated or damaged (download or copy it again), or hold tensors saved '
+        'on a device this machine lacks (pass map_location).')
+
+
+def _refusal_message(filename: str, refusal: Exception, refused: List[str]) -> str:
+    """Why ``filename`` was refused, and the explicit way to load a file the user trusts."""
     # torch's message is a page of advice; its 'WeightsUnpickler error:' part is the reason
-    text = str(refusal)
-    reason = text.split('WeightsUnpickler error:', 1)[-1].strip().splitlines()[0]
-    refused = _refused_globals(filename)
-    what = (f'holds pickled objects of types {", ".join(refused)}' if refused else
-            f'cannot be read with weights_only=True ({reason})')
-    return (f"checkpoint '{filename}' {what}; mmdet_lite loads checkpoints with "
-            'torch.load(weights_only=True) because full unpickling can run arbitrary code '
-            'from the file. If you trust where the file came from, allow it with the '
-            f'environment variable {TRUSTED_CHECKPOINTS_ENV}={osp.abspath(filename)} (files '
-            f"or folders, separated by '{os.pathsep}') or in Python with "
-            '`with mmdet_lite.engine.trust_checkpoints(path): ...`')
+    reason = str(refusal).split('WeightsUnpickler error:', 1)[-1].strip().splitlines()
+    detail = f' ({reason[0]})' if 'getattr' in refused and reason else ''
+    return (f"checkpoint '{filename}' holds pickled objects of types {', '.join(refused)}"
+            f"{detail}, which are not on mmdet_lite's allow-list: checkpoints are loaded with "
+            'torch.load(weights_only=True) because unpickling other objects can run arbitrary '
+            'code from the file, and nothing was loaded. Only if you know where this file '
+            f'came from and trust it to run code on this machine, load it with {TRUST_FLAG} '
+            f'{osp.abspath(filename)} (tools/train.py, tools/test.py, demo/image_demo.py) or, '
+            f"in Python, `with mmdet_lite.engine.allow_unsafe_checkpoint('{filename}'): ...`.")
 
 
 def load_from_local(filename: str, map_location=None):
