@@ -25,9 +25,8 @@ import os.path as osp
 import sys
 from typing import List, Sequence
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmdet_lite.apis.cli import exit_on_user_error  # noqa: E402
+from mmdet_lite.apis.cli import exit_on_user_error
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 

@@ -1,12 +1,15 @@
-"""Utilities: module registration, environment helpers and shared type aliases."""
+"""The ground floor: shared type aliases and module registration.
+
+Everything in mmdet_lite may import this package, so nothing here imports the rest of
+mmdet_lite at module level. The one exception, by design, is :func:`register_all_modules`,
+the registration entry point: it imports every package inside the function, when called,
+as mmdetection's ``mmdet.utils.register_all_modules`` does.
+"""
 from .setup_env import register_all_modules
-from .shape_trace import (ShapeRecord, describe_output, dummy_det_batch, format_shape_tree,
-                          trace_shapes)
 from .typing_utils import (ConfigType, InstanceList, MultiConfig, OptConfigType,
                            OptInstanceList, OptMultiConfig, RangeType)
 
 __all__ = [
     'register_all_modules', 'ConfigType', 'OptConfigType', 'MultiConfig', 'OptMultiConfig',
-    'InstanceList', 'OptInstanceList', 'RangeType', 'ShapeRecord', 'trace_shapes',
-    'format_shape_tree', 'dummy_det_batch', 'describe_output'
+    'InstanceList', 'OptInstanceList', 'RangeType'
 ]

@@ -14,7 +14,7 @@ import torch
 from helpers_tools import REPO_ROOT, TINY_CONFIG, tiny_data_cfg_options
 from torch import nn
 
-from mmdet_lite.utils import describe_output, format_shape_tree, trace_shapes
+from mmdet_lite.analysis import describe_output, format_shape_tree, trace_shapes
 
 FASTER_RCNN_R50 = osp.join(REPO_ROOT, 'configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmdet_lite.utils.benchmark import PhaseResult, box_masks, measure, synthetic_gt
-from mmdet_lite.utils.torchvision_baselines import TORCHVISION_BASELINES, rcnn_kwargs
+from mmdet_lite.analysis.benchmark import PhaseResult, box_masks, measure, synthetic_gt
+from mmdet_lite.analysis.torchvision_baselines import TORCHVISION_BASELINES, rcnn_kwargs
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SHAPES_CFG = osp.join(ROOT, 'configs/shapes/faster-rcnn_r18_fpn_shapes.py')
@@ -201,3 +201,21 @@ def test_copied_weights_give_torchvision_our_features_and_scores():
         mask_feats = torch.randn(2, 256, 14, 14)
         tv_masks = tv_model.roi_heads.mask_predictor(tv_model.roi_heads.mask_head(mask_feats))
         torch.testing.assert_close(tv_masks[:, 1:], ours.roi_head.mask_head(mask_feats))
+
+
+def test_parse_importtime_reads_self_and_cumulative_seconds():
+    from mmdet_lite.analysis.benchmark import parse_importtime
+    report = ('import time: self [us] | cumulative | imported package\n'
+              'import time:       120 |        120 |     pkg.child\n'
+              'import time:      2500 |       2620 |   pkg\n'
+              'some other line\n')
+    assert parse_importtime(report) == [('pkg.child', 0.00012, 0.00012), ('pkg', 0.0025, 0.00262)]
+
+
+def test_measure_import_counts_only_what_the_package_adds():
+    from mmdet_lite.analysis.benchmark import measure_import
+    seconds, heaviest = measure_import('email.mime.text', baseline=('os', ), repeat=1)
+    assert 0 < seconds < 5
+    assert heaviest and all(not name.startswith('os') for name, _ in heaviest)
+    with pytest.raises(ValueError, match='already imported'):
+        measure_import('os.path', baseline=('os', ), repeat=1)

@@ -18,12 +18,10 @@ epoch ended.
 import argparse
 import json
 import os.path as osp
-import sys
 from typing import Dict, List, Tuple
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmdet_lite.apis.cli import exit_on_user_error  # noqa: E402
+from mmdet_lite.apis.cli import exit_on_user_error
 
 Log = Dict[str, List[dict]]  # 'train' and 'val' lines of one log
 

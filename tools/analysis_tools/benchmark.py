@@ -4,35 +4,36 @@
     python tools/analysis_tools/benchmark.py model CONFIG [--shape H W] [--repeat R]
         [--warmup W] [--compare-torchvision {auto,fasterrcnn,maskrcnn,retinanet,none}]
         [--threads T]
+    python tools/analysis_tools/benchmark.py imports [PACKAGE ...] [--repeat R]
+
+``imports`` measures what ``import PACKAGE`` costs beyond torch, torchvision, mmengine and
+mmcv.cnn (``python -X importtime`` in fresh interpreters, median) and lists the modules
+with the largest own import time.
 
 ``model`` times, for randomly initialised weights, (a) inference on one image (``predict``
 mode, under ``torch.no_grad``) and (b) one training step on two images (forward 'loss',
 backward, SGD step), then the same for the torchvision counterpart built with matching
-settings and our weights (see ``mmdet_lite/utils/torchvision_baselines.py``), and prints
+settings and our weights (see ``mmdet_lite/analysis/torchvision_baselines.py``), and prints
 medians and the ratios mmdet_lite / torchvision. What is and is not included is described
 in docs/benchmark.md. To compare a new detector, add one entry to ``TORCHVISION_BASELINES``.
 """
 import argparse
 import itertools
 import logging
-import os.path as osp
-import sys
 import time
 from typing import List, Tuple
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+import torch
+from mmengine.config import ConfigDict
+from mmengine.logging import MMLogger
+from torch import nn
 
-import torch  # noqa: E402
-from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
-from torch import nn  # noqa: E402
-
-from mmdet_lite.apis.cli import exit_on_user_error, load_config  # noqa: E402
-from mmdet_lite.utils.benchmark import (PhaseResult, box_masks, format_results,  # noqa: E402
-                                        load_average, machine_summary, measure,
-                                        peak_rss_mb, reset_peak_rss, synthetic_gt)
-from mmdet_lite.utils.torchvision_baselines import (TORCHVISION_BASELINES,  # noqa: E402
-                                                    Baseline)
+from mmdet_lite.apis.cli import exit_on_user_error, load_config
+from mmdet_lite.analysis.benchmark import (IMPORT_BASELINE, PhaseResult, box_masks,
+                                           format_results, load_average, machine_summary,
+                                           measure, measure_import, peak_rss_mb,
+                                           reset_peak_rss, synthetic_gt)
+from mmdet_lite.analysis.torchvision_baselines import TORCHVISION_BASELINES, Baseline
 
 SIZE_DIVISOR = 32  # both families pad inputs to a multiple of 32
 TRAIN_BATCH = 2
@@ -272,6 +273,19 @@ def run_dataloader(args: argparse.Namespace) -> None:
     print(f'peak_rss_mb  : {peak_rss_mb():.0f} (main process)')
 
 
+def run_imports(args: argparse.Namespace) -> None:
+    if args.repeat < 1:
+        raise ValueError(f'--repeat must be >= 1, got {args.repeat}')
+    print('== mmdet_lite benchmark: import time ==')
+    print(f'machine      : {machine_summary()}')
+    print(f'baseline     : import {", ".join(IMPORT_BASELINE)} (not counted)')
+    print(f'load average : {load_average()}')
+    for package in args.packages:
+        median, heaviest = measure_import(package, repeat=args.repeat)
+        top = ', '.join(f'{name} {own * 1e3:.0f} ms' for name, own in heaviest[:5])
+        print(f'{package:<28}: {median:.3f} s (median of {args.repeat}); heaviest: {top}')
+
+
 # --------------------------------------------------------------------- command line
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -305,6 +319,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                        'keep max_per_img detections (random weights score too low or '
                        'unevenly for the config value)')
     model.set_defaults(func=run_model)
+
+    imports = sub.add_parser('imports', help='import time beyond torch/mmengine/mmcv.cnn')
+    imports.add_argument('packages', nargs='*', default=['mmdet_lite.models',
+                                                         'mmdet_lite.models.backbones'])
+    imports.add_argument('--repeat', type=int, default=5, help='fresh interpreters (median)')
+    imports.set_defaults(func=run_imports)
     return parser.parse_args(argv)
 
 

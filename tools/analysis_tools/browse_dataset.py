@@ -12,11 +12,9 @@ image's file name.
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmdet_lite.apis.cli import exit_on_user_error, load_config  # noqa: E402
+from mmdet_lite.apis.cli import exit_on_user_error, load_config
 
 _FILE_ONLY_BACKENDS = ('agg', 'pdf', 'ps', 'svg', 'cairo', 'template')
 

@@ -10,13 +10,10 @@ padded as the data preprocessor pads it. As in mmdetection, one fused multiply-a
 as one FLOP, and operators mmengine has no counter for (NMS, RoIAlign ...) count zero.
 """
 import argparse
-import os.path as osp
-import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmdet_lite.apis.cli import exit_on_user_error, load_config  # noqa: E402
+from mmdet_lite.apis.cli import exit_on_user_error, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,7 +43,7 @@ def model_complexity(model, height: int, width: int) -> dict:
     """
     from mmengine.analysis import get_model_complexity_info
 
-    from mmdet_lite.utils import dummy_det_batch
+    from mmdet_lite.analysis import dummy_det_batch
 
     inputs, data_samples = dummy_det_batch(model, 1, height, width)  # [1, 3, H', W']
     forward = model.forward

@@ -11,12 +11,9 @@ a random batch with fake data samples (``img_shape`` = the input shape). Lines r
 module called several times (a head on each FPN level) has a line per call.
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmdet_lite.apis.cli import exit_on_user_error, load_config  # noqa: E402
+from mmdet_lite.apis.cli import exit_on_user_error, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     from mmdet_lite.apis import init_detector
-    from mmdet_lite.utils import dummy_det_batch, format_shape_tree, trace_shapes
+    from mmdet_lite.analysis import dummy_det_batch, format_shape_tree, trace_shapes
 
     height, width = args.shape * 2 if len(args.shape) == 1 else args.shape
     cfg = load_config(args.config, args.cfg_options)

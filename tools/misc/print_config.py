@@ -5,12 +5,9 @@ Usage::
     python tools/misc/print_config.py CONFIG [--cfg-options KEY=VALUE ...]
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmdet_lite.apis.cli import exit_on_user_error, load_config  # noqa: E402
+from mmdet_lite.apis.cli import exit_on_user_error, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -20,6 +20,8 @@ from typing import Any, Callable, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from mmdet_lite.structures import DetDataSample
+
 _MAX_ITEMS = 8  # longer sequences are cut in the description: '..., (12 items)'
 
 
@@ -158,7 +160,6 @@ def dummy_det_batch(model: nn.Module, batch_size: int, height: int,
         divisor) and B ``DetDataSample`` with ``img_shape = ori_shape = (H, W)``,
         ``scale_factor = (1, 1)`` and the batch/pad shapes the preprocessor sets.
     """
-    from mmdet_lite.structures import DetDataSample  # lazy: structures import utils
     for arg, value in (('batch_size', batch_size), ('height', height), ('width', width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f'{arg} must be a positive int, got {value!r}')
