@@ -1,6 +1,7 @@
 """Shared pytest setup: deterministic seeds and one torch thread for a 2-core machine."""
 import os
 import random
+import subprocess
 
 # Idle OpenMP threads sleep instead of spinning: on a 2-core machine shared with the
 # subprocesses some tests start, spinning threads slow everything down many times over.
@@ -21,3 +22,27 @@ def _seed_everything():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def call_tool(monkeypatch, capsys):
+    """Run a tool's ``main(argv)`` in this process; returns a finished ``CompletedProcess``
+    (``returncode`` is the ``SystemExit`` code, 0 when ``main`` returns).
+
+    ``call_tool('train', argv)``, ``call_tool('test', argv)`` or
+    ``call_tool('demo/image_demo.py', argv)``. It checks the same error wrapper a
+    subprocess would, without paying for a new interpreter.
+    """
+    from helpers_tools import load_script
+    monkeypatch.setenv('LOCAL_RANK', '0')  # parse_args would otherwise set it for good
+
+    def call(tool: str, argv) -> subprocess.CompletedProcess:
+        code = 0
+        try:
+            load_script(tool).main([str(a) for a in argv])
+        except SystemExit as exit_info:
+            code = exit_info.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, code, out, err)
+
+    return call

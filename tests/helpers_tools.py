@@ -3,6 +3,7 @@
 ``tests/`` is on ``sys.path`` while pytest runs, so test files import these as
 ``from helpers_tools import ...``.
 """
+import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -68,3 +69,29 @@ def run_tool(tool: str, args: Sequence[str], cwd: Optional[str] = None,
     return subprocess.run([sys.executable, script, *map(str, args)], cwd=cwd or REPO_ROOT,
                           env=tool_env(env), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit status 2, no traceback, and a last stderr line ``error: ...`` with fragments.
+
+    Returns:
+        str: That line.
+    """
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith('error: '), line
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line
+
+
+def load_script(tool: str):
+    """A tool (``'train'``, ``'test'``) or a script path relative to the repository root,
+    imported as a module so that its ``main(argv)`` can run in this process."""
+    path = {'train': TRAIN_TOOL, 'test': TEST_TOOL}.get(tool, osp.join(REPO_ROOT, tool))
+    name = 'script_' + osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,15 @@ Flags follow mmdetection's ``tools/test.py``:
 - ``--work-dir DIR``: where the metrics log goes (default as in ``tools/train.py``).
 - ``--out results.pkl``: also dump the predictions, one dict per image
   (``img_id``, ``img_path``, ``ori_shape``, ..., ``pred_instances`` with ``bboxes``,
-  ``scores``, ``labels`` and, for Mask R-CNN, ``masks``).
+  ``scores``, ``labels`` and, for Mask R-CNN, ``masks``). They are written before the
+  metrics run, so a failing metric does not lose them, and atomically (temporary file +
+  rename): a failed run leaves an earlier file of that name as it was.
+- ``--allow-partial-load``: test even when the checkpoint does not fit the model. By
+  default a checkpoint that lacks any of the model's weights (BatchNorm's
+  ``num_batches_tracked`` aside) or has one in another shape is refused with an error
+  listing the first few keys: those weights would stay randomly initialised and the
+  metrics would be meaningless (e.g. RetinaNet weights in a Faster R-CNN config). Keys
+  only the checkpoint has are always accepted (e.g. Mask R-CNN weights for Faster R-CNN).
 - ``--show`` / ``--show-dir DIR``: draw the predictions (score > 0.3) in a window, or save
   them under ``WORK_DIR/<timestamp>/DIR``; ``--wait-time S`` is the window's delay.
 - ``--cfg-options KEY=VALUE ...`` and ``--launcher`` as in ``tools/train.py``.
@@ -13,18 +21,16 @@ Flags follow mmdetection's ``tools/test.py``:
 The checkpoint is read with ``torch.load(weights_only=True)`` plus the allow-list of
 :mod:`mmdet_lite.engine.checkpoint`; ``--trust-checkpoint FILE`` allows full unpickling
 (which can run code) of that one file, for a checkpoint you trust. Progress: an
-``Epoch(test) [i/N]`` line with ETA every ``default_hooks.logger.interval`` batches. Bad input ends with a one-line ``error: ...``
-and exit status 2.
+``Epoch(test) [i/N]`` line with ETA every ``default_hooks.logger.interval`` batches. Bad
+input ends with a one-line ``error: ...`` and exit status 2; Ctrl-C with one line (``interrupted (Ctrl-C) ...``) and exit status 130.
 """
 import argparse
 import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from mmdet_lite.apis.cli import (build_runner, exit_on_user_error,  # noqa: E402
-                                 load_config, prepare_cpu_distributed,
+from mmdet_lite.apis.cli import (build_runner, exit_on_user_error,
+                                 load_config, note_run, prepare_cpu_distributed,
                                  setup_work_dir)
 
 
@@ -41,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--trust-checkpoint', action='append', default=[], metavar='FILE',
                         help='allow full unpickling (can run code) of this checkpoint file, '
                         'one you trust that holds objects beyond the weights-only allow-list')
+    parser.add_argument('--allow-partial-load', action='store_true',
+                        help='test even if the checkpoint lacks some of the model\'s weights '
+                        'or has some in another shape (they stay randomly initialised)')
     parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
                         help='override config entries; +KEY=VALUE adds a key the config lacks')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -75,6 +84,7 @@ def main(argv=None) -> None:
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     setup_work_dir(cfg, args.config, args.work_dir)
+    note_run('test', args, cfg)  # for the message of Ctrl-C
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_drawing(cfg, args.show, args.show_dir, args.wait_time)
@@ -83,12 +93,26 @@ def main(argv=None) -> None:
     register_all_modules(init_default_scope=False)
     prepare_cpu_distributed(cfg)
     runner = build_runner(cfg)
+    if not args.allow_partial_load:
+        from mmdet_lite.engine.weights_fit import WeightsFitCheckHook
+        runner.register_hook(WeightsFitCheckHook(
+            args.checkpoint, hint='pass --allow-partial-load to test anyway (those weights stay randomly '
+            'initialised)'))
+    dump = None
     if args.out is not None:
-        from mmengine.evaluator import DumpResults
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        from mmdet_lite.evaluation.metrics.dump_results import AtomicDumpResults
+        # first: the Evaluator runs its metrics in order, so a failing metric comes after
+        dump = AtomicDumpResults(out_file_path=args.out)
+        runner.test_evaluator.metrics.insert(0, dump)
     from mmdet_lite.engine import allow_unsafe_checkpoint
-    with allow_unsafe_checkpoint(*args.trust_checkpoint):
-        runner.test()
+    try:
+        with allow_unsafe_checkpoint(*args.trust_checkpoint):
+            runner.test()
+    except BaseException:
+        if dump is not None and dump.written:
+            print(f'note: the predictions were saved to {args.out} before the failure',
+                  file=sys.stderr)
+        raise
 
 
 if __name__ == '__main__':

@@ -11,6 +11,11 @@ Flags follow mmdetection's ``tools/train.py``:
   or from the latest checkpoint of the work dir when no path is given. Every checkpoint is
   read weights-only with an allow-list (:mod:`mmdet_lite.engine.checkpoint`), whatever
   folder it lies in.
+- ``--reset-optimizer`` (with ``--resume``): restore the model weights, the epoch and
+  iteration counters, the message hub, the RNG states and the data position, but take the
+  optimizer (lr, momentum and Adam state start afresh) and the lr schedule from the config,
+  stepped to the resumed iteration. The way to go on after a non-finite loss with a lower
+  lr: ``--resume --reset-optimizer --cfg-options optim_wrapper.optimizer.lr=...``.
 - ``--trust-checkpoint FILE``: allow full unpickling (which can run code) of this one file,
   for a checkpoint you trust that holds objects beyond the allow-list. Repeatable.
 - ``--cfg-options KEY=VALUE ...``: override config entries; each key must exist, and
@@ -19,19 +24,20 @@ Flags follow mmdetection's ``tools/train.py``:
   ``tools/slurm_train.sh``).
 
 Bad input (missing files, unknown keys, invalid values) ends with a one-line ``error: ...``
-on stderr and exit status 2; ``MMDET_LITE_DEBUG=1`` shows the traceback.
+on stderr and exit status 2; ``MMDET_LITE_DEBUG=1`` shows the traceback. So does a training
+stopped by a non-finite loss, with the command that goes on from the last checkpoint.
+Ctrl-C prints one line, where training stopped, the last checkpoint and the command that
+resumes it, and exits with status 130.
 """
 import argparse
 import logging
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmdet_lite.apis.cli import (build_runner, exit_on_user_error,  # noqa: E402
-                                 load_config, prepare_cpu_distributed,
-                                 setup_work_dir)
+from mmdet_lite.apis.cli import (UserInputError, build_runner,
+                                 exit_on_user_error, load_config, note_run,
+                                 prepare_cpu_distributed, setup_work_dir)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +51,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from CKPT, or from the latest checkpoint in the work dir '
                         'when no path is given')
+    parser.add_argument('--reset-optimizer', action='store_true',
+                        help='with --resume: restore the weights and counters but take the '
+                        'optimizer and lr schedule from the config (e.g. a lower lr after a '
+                        'non-finite loss)')
     parser.add_argument('--trust-checkpoint', action='append', default=[], metavar='FILE',
                         help='allow full unpickling (can run code) of this checkpoint file, '
                         'one you trust that holds objects beyond the weights-only allow-list')
@@ -85,6 +95,10 @@ def main(argv=None) -> None:
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     setup_work_dir(cfg, args.config, args.work_dir)
+    note_run('train', args, cfg)  # for the messages of Ctrl-C and of a non-finite loss
+    if args.reset_optimizer and args.resume is None:
+        raise UserInputError('--reset-optimizer only applies with --resume (it keeps the '
+                             "checkpoint's weights and counters but the config's optimizer)")
     if args.resume is not None:
         apply_resume(cfg, args.resume)
 
@@ -101,6 +115,10 @@ def main(argv=None) -> None:
 
     prepare_cpu_distributed(cfg)
     runner = build_runner(cfg)
+    note_run('train', args, cfg, runner)
+    if args.reset_optimizer:
+        from mmdet_lite.engine import reset_optimizer_on_resume
+        reset_optimizer_on_resume(runner)
     # no file is trusted for where it lies (its own work dir included), only by name
     with allow_unsafe_checkpoint(*args.trust_checkpoint):
         runner.train()

@@ -8,7 +8,6 @@ Example:
 """
 import copy
 import itertools
-import os.path as osp
 import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
@@ -21,7 +20,9 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from torch import nn
 
+from mmdet_lite.apis.cli import read_config_file
 from mmdet_lite.engine.checkpoint import load_local_checkpoint
+from mmdet_lite.engine.weights_fit import check_weights_fit, strip_module_prefix
 from mmdet_lite.registry import DATASETS, MODELS, TRANSFORMS, VISUALIZERS
 from mmdet_lite.structures import DetDataSample
 from mmdet_lite.utils import register_all_modules
@@ -35,9 +36,8 @@ _visualizer_ids = itertools.count()
 
 def _load_config(config: Union[str, Path, Config]) -> Config:
     if isinstance(config, (str, Path)):
-        if not osp.isfile(config):
-            raise FileNotFoundError(f'config file not found: {config}')
-        return Config.fromfile(str(config))
+        # missing file / syntax errors (naming the file and line) as in the tools
+        return read_config_file(str(config))
     if isinstance(config, Config):
         return copy.deepcopy(config)  # the caller's config stays as it was
     raise TypeError(f'config must be a file path or a Config, got {type(config).__name__}')
@@ -85,24 +85,9 @@ def _load_weights(model: nn.Module, checkpoint: str) -> dict:
     if not isinstance(state_dict, dict):
         raise ValueError(f'checkpoint {checkpoint} holds no state dict (expected a dict of '
                          f"tensors or a dict with a 'state_dict' key)")
-    if any(key.startswith('module.') for key in state_dict):  # saved from a DDP wrapper
-        state_dict = {key[len('module.'):] if key.startswith('module.') else key: value
-                      for key, value in state_dict.items()}
-    own = model.state_dict()
-    missing = [key for key in own if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in own]
-    wrong_shape = [f'{key}: checkpoint {tuple(value.shape)}, model {tuple(own[key].shape)}'
-                   for key, value in state_dict.items()
-                   if key in own and tuple(value.shape) != tuple(own[key].shape)]
-    problems = []
-    for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
-                       ('shape mismatches', wrong_shape)):
-        if keys:
-            more = ' ...' if len(keys) > 5 else ''
-            problems.append(f'{what} ({len(keys)}): {", ".join(keys[:5])}{more}')
-    if problems:
-        raise ValueError(f'checkpoint {checkpoint} does not fit the model built from the '
-                         f'config; {"; ".join(problems)}')
+    state_dict = strip_module_prefix(state_dict)  # saved from a DDP wrapper
+    # every key must match: missing, unexpected and mis-shaped keys are all refused
+    check_weights_fit(model.state_dict(), state_dict, checkpoint)
     model.load_state_dict(state_dict, strict=True)
     return ckpt
 
@@ -240,14 +225,35 @@ def _build_pipeline(pipeline: Union[Compose, Sequence]) -> Compose:
                     for step in pipeline])
 
 
+def _check_value_range(img: np.ndarray, name: str) -> None:
+    """Refuse a float image whose values all lie in 0..1.
+
+    The detectors (as mmdetection's) take BGR pixel values in 0..255 and normalise them
+    with the data preprocessor's 0..255 mean/std: a 0..1 image would reach the network
+    as nearly black and silently lose every detection. It is not rescaled here, since a
+    float image in 0..255 that happens to be dark must stay as it is.
+    """
+    if img.size == 0 or not np.issubdtype(img.dtype, np.floating):
+        return
+    low, high = float(np.nanmin(img)), float(np.nanmax(img))
+    if high <= 1.0:
+        raise ValueError(f'{name} is a {img.dtype} array with values in [{low:g}, {high:g}]: '
+                         'it looks like an image scaled to 0..1, but the detector expects '
+                         'BGR pixel values in 0..255; pass a uint8 array in 0..255, or '
+                         'multiply the array by 255')
+
+
 def _prepare(pipeline: Compose, img: ImageType, index: int) -> dict:
     """Run one image through the pipeline.
 
     A missing or undecodable file is reported, with its path, by the pipeline's
-    ``LoadImageFromFile`` (FileNotFoundError / ValueError).
+    ``LoadImageFromFile`` (FileNotFoundError / ValueError); so is an image with a side
+    under 2 pixels, by it or ``LoadImageFromNDArray`` ('image array #i'). A float array
+    in 0..1 is refused (:func:`_check_value_range`).
     """
     if isinstance(img, np.ndarray):
         results, name = dict(img=img, img_id=index), f'image array #{index}'
+        _check_value_range(img, name)
     elif isinstance(img, (str, Path)):
         results, name = dict(img_path=str(img), img_id=index), str(img)
     else:
@@ -268,7 +274,9 @@ def inference_detector(model: nn.Module,
     Args:
         model (nn.Module): Detector from :func:`init_detector` (needs ``model.cfg`` unless
             ``test_pipeline`` is given).
-        imgs (str | Path | np.ndarray | Sequence): Image file(s) or BGR array(s) [H, W, 3].
+        imgs (str | Path | np.ndarray | Sequence): Image file(s) or BGR array(s) [H, W, 3]
+            with values in 0..255 (uint8; a float array in 0..1 is refused), each side at
+            least 2 pixels.
         test_pipeline (Compose | list[dict], optional): Transforms turning
             ``dict(img_path=...)`` (or ``dict(img=...)``) into packed inputs; by default the
             config's test pipeline (:func:`get_test_pipeline_cfg`). Defaults to None.

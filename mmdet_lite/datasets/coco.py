@@ -2,13 +2,16 @@
 import contextlib
 import io
 import json
+import math
 import warnings
+from numbers import Real
 from typing import Dict, List, Optional
 
 from mmengine.fileio import get_local_path, join_path
 from pycocotools.coco import COCO
 
 from ..registry import DATASETS
+from ..structures.mask.segmentation_check import STRICT_HINT, clean_coco_segmentations
 from .base_det_dataset import BaseDetDataset
 
 COCO_CLASSES = (
@@ -139,17 +142,33 @@ class CocoDataset(BaseDetDataset):
     regions) and ``mask`` (polygon list or RLE dict) when the annotation has one.
 
     Boxes that cannot be trained on are dropped: width or height below 1 px, zero area, or
-    no overlap with the image; boxes with negative width or height are dropped with one
-    warning counting them. In training mode (``test_mode=False``) ``filter_cfg`` can drop
+    no overlap with the image. Invalid annotations are dropped with one warning per kind
+    and file, counting them and naming the first annotation id: boxes with negative width
+    or height, boxes with a NaN or infinite value, and segmentation polygons with fewer
+    than 3 points, an odd number of coordinates or a NaN/inf coordinate (see
+    :mod:`mmdet_lite.structures.mask.segmentation_check`; pycocotools would fail on them
+    in segm evaluation, after a whole epoch). An instance with no valid polygon left keeps
+    its box and gets ``mask=[]``: ``LoadAnnotations(with_mask=True)`` marks it ignored, as
+    ``CocoMetric`` ignores it in segm evaluation. ``strict=True`` makes each of these an
+    error instead. In training mode (``test_mode=False``) ``filter_cfg`` can drop
     images: ``filter_empty_gt=True`` those without any instance of the selected classes,
     ``min_size`` those whose shorter side is below it.
 
     Args:
         *args, **kwargs: Arguments of :class:`BaseDetDataset`.
+        strict (bool): Raise ``ValueError`` (naming the file, the annotation id and the
+            problem) on the first invalid box or segmentation instead of dropping it with
+            a warning. mmdetection has no such option; defaults to False (drop and warn).
     """
 
     METAINFO = dict(classes=COCO_CLASSES, palette=COCO_PALETTE)
-    _num_negative_boxes = 0  # counted while parsing, reported once per load
+    # invalid annotations, counted while parsing and reported once per load:
+    # kind -> [count, first annotation id]
+    _dropped: Optional[Dict[str, list]] = None
+
+    def __init__(self, *args, strict: bool = False, **kwargs) -> None:
+        self.strict = strict  # read by load_data_list, which the base __init__ may call
+        super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
         """Parse ``ann_file`` into one data info per image, in the file's image order."""
@@ -157,18 +176,31 @@ class CocoDataset(BaseDetDataset):
         if not data['images']:
             raise ValueError(f"COCO annotation file '{self.ann_file}' lists no images")
         self._map_categories(data['categories'])
+        # invalid polygons are dropped here (or raise with strict), before anything uses them
+        clean_coco_segmentations(data, self.ann_file, strict=getattr(self, 'strict', False))
         coco = _coco_index(data)
-        self._num_negative_boxes = 0
+        self._dropped = {}
         data_list = []
         for img_id in coco.getImgIds():
             raw_img_info = dict(coco.loadImgs([img_id])[0], img_id=img_id)
             raw_ann_info = coco.loadAnns(coco.getAnnIds(imgIds=[img_id]))
             data_list.append(self.parse_data_info(
                 dict(raw_img_info=raw_img_info, raw_ann_info=raw_ann_info)))
-        if self._num_negative_boxes:
-            warnings.warn(f"Dropped {self._num_negative_boxes} annotation(s) with negative "
-                          f"box width or height in '{self.ann_file}'")
+        for kind, (count, first_id) in (self._dropped or {}).items():
+            warnings.warn(f"Dropped {count} annotation(s) with {kind} in '{self.ann_file}' "
+                          f'(first: annotation id={first_id}); pass strict=True to the '
+                          'dataset to make this an error')
         return data_list
+
+    def _drop_invalid(self, ann: dict, kind: str, problem: str) -> None:
+        """Count an annotation dropped as ``kind``; with ``strict`` raise instead."""
+        if getattr(self, 'strict', False):
+            raise ValueError(f"COCO annotation file '{self.ann_file}': annotation id="
+                             f"{ann['id']}: {problem}; fix or remove it, or {STRICT_HINT}")
+        if self._dropped is None:
+            self._dropped = {}
+        entry = self._dropped.setdefault(kind, [0, ann['id']])
+        entry[0] += 1
 
     def _map_categories(self, categories: List[dict]) -> None:
         """Set ``cat_ids`` (json ids, in class order) and ``cat2label`` (id -> label)."""
@@ -218,12 +250,18 @@ class CocoDataset(BaseDetDataset):
         if ann.get('ignore', False) or ann['category_id'] not in self.cat2label:
             return None
         bbox = ann['bbox']
-        if len(bbox) != 4:
+        if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(
+                isinstance(v, Real) and not isinstance(v, bool) for v in bbox)):
             raise ValueError(f"annotation id={ann['id']} in '{self.ann_file}' has bbox "
-                             f'{bbox}; expected [x, y, w, h]')
+                             f'{bbox}; expected [x, y, w, h] (4 numbers)')
         x1, y1, w, h = bbox
+        if not all(math.isfinite(v) for v in bbox):
+            self._drop_invalid(ann, 'a NaN or infinite box value',
+                               f'bbox {bbox} has a NaN or infinite value')
+            return None
         if w < 0 or h < 0:
-            self._num_negative_boxes += 1
+            self._drop_invalid(ann, 'negative box width or height',
+                               f'bbox {bbox} has a negative width or height')
             return None
         overlap_w = max(0, min(x1 + w, img_w) - max(x1, 0))
         overlap_h = max(0, min(y1 + h, img_h) - max(y1, 0))
@@ -234,11 +272,9 @@ class CocoDataset(BaseDetDataset):
             bbox_label=self.cat2label[ann['category_id']],
             ignore_flag=1 if ann.get('iscrowd', False) else 0)
         segmentation = ann.get('segmentation')
-        if segmentation:
-            if not isinstance(segmentation, (list, dict)):
-                raise ValueError(f"annotation id={ann['id']} in '{self.ann_file}' has a "
-                                 f'{type(segmentation).__name__} segmentation; expected a '
-                                 'polygon list or an RLE dict')
+        if segmentation is not None:
+            # already checked by clean_coco_segmentations: valid polygons, an RLE dict, or
+            # [] when nothing valid was left (LoadAnnotations ignores such an instance)
             instance['mask'] = segmentation
         return instance
 

@@ -5,12 +5,18 @@ The training tests run ``tools/train.py`` on the tiny shapes config with a plugi
 """
 import errno
 import os.path as osp
+import re
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.logging import MessageHub, MMLogger
+from mmengine.model import BaseModel
 from robust_training_helpers import describe, files, load, train, train_scalars, write_config
+from torch import nn
 
 from mmdet_lite.datasets.transforms import LoadImageFromFile
 from mmdet_lite.engine.hooks import NonFiniteLossHook
@@ -33,10 +39,12 @@ default_hooks = dict(
 
 def test_nonfinite_loss_stops_naming_iteration_and_terms(tmp_path, data_root):
     result = train(_nan_at_iteration_2(tmp_path), tmp_path / 'work', data_root)
-    assert result.returncode != 0, describe(result)
-    assert 'FloatingPointError: non-finite loss at iteration 2 (epoch 1): loss_bbox=nan' \
-        in result.stderr, describe(result)
-    assert '--cfg-options custom_hooks.1.skip_nonfinite=True' in result.stderr
+    assert result.returncode == 2, describe(result)
+    assert 'Traceback' not in result.stderr, describe(result)
+    assert ('error: non-finite loss at iteration 2 (epoch 1): loss_bbox=nan. Training stopped '
+            'before the optimizer step') in result.stderr, describe(result)
+    assert 'Or skip such steps: --cfg-options custom_hooks.1.skip_nonfinite=True' \
+        in result.stderr
     assert sorted(train_scalars(tmp_path / 'work')) == [1]  # stopped before logging it
 
 
@@ -141,3 +149,76 @@ def test_nonfinite_terms_lists_only_bad_loss_terms():
 def test_nonfinite_loss_hook_checks_its_argument():
     with pytest.raises(TypeError, match='skip_nonfinite must be True or False'):
         NonFiniteLossHook(skip_nonfinite='yes')
+    for bad, error in ((0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError)):
+        with pytest.raises(error, match=re.escape('NonFiniteLossHook: max_consecutive_skips '
+                                                  f'must be a positive int, got {bad!r}')):
+            NonFiniteLossHook(skip_nonfinite=True, max_consecutive_skips=bad)
+
+
+class _LossModel(BaseModel):
+    """Only what the hook touches: ``parse_losses`` and a BN buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(2)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
+
+
+def _hook_runner(work_dir) -> SimpleNamespace:
+    """The parts of a Runner that ``NonFiniteLossHook`` uses."""
+    name = f'nonfinite_{id(work_dir)}'
+    cfg = Config(dict(
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.02)),
+        custom_hooks=[dict(type='NonFiniteLossHook', skip_nonfinite=True,
+                           max_consecutive_skips=3)]))
+    return SimpleNamespace(
+        iter=0, epoch=0, work_dir=str(work_dir), cfg=cfg, model=_LossModel(),
+        optim_wrapper=SimpleNamespace(update_params=lambda *args, **kwargs: None),
+        message_hub=MessageHub.get_instance(name), logger=MMLogger.get_instance(name))
+
+
+def test_skip_nonfinite_stops_after_max_consecutive_skips_and_finite_steps_reset(tmp_path):
+    runner = _hook_runner(tmp_path)
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
+    hook = NonFiniteLossHook(skip_nonfinite=True, max_consecutive_skips=3)
+    hook.before_train(runner)
+    nan, one = torch.tensor(float('nan')), torch.tensor(1.0)
+    steps = [dict(loss_cls=one, loss_bbox=nan), dict(loss_cls=nan, loss_bbox=one),  # 2 skips
+             dict(loss_cls=one, loss_bbox=one),  # finite: the count starts again
+             dict(loss_cls=one, loss_bbox=nan), dict(loss_cls=one, loss_bbox=nan)]
+    for i, losses in enumerate(steps):
+        runner.iter = i
+        hook.before_train_iter(runner, i)
+        runner.model.parse_losses(losses)
+    assert runner.message_hub.get_info('nonfinite_skips') == 4
+    runner.iter = 5
+    hook.before_train_iter(runner, 5)
+    with pytest.raises(FloatingPointError) as error:
+        runner.model.parse_losses(dict(loss_cls=nan, loss_bbox=nan))
+    assert str(error.value) == (
+        'NonFiniteLossHook: 3 steps in a row had a non-finite loss (loss_bbox, loss_cls) and '
+        'were skipped, the last at iteration 6 (epoch 1): loss_cls=nan, loss_bbox=nan. The '
+        'training has diverged and skipping cannot help (max_consecutive_skips=3): stopped. '
+        f'To go on from the last checkpoint, {tmp_path / "iter_4.pth"}, with a fresh '
+        f'optimizer and a 10x lower lr: python tools/train.py CONFIG --work-dir {tmp_path} '
+        '--resume --reset-optimizer --cfg-options optim_wrapper.optimizer.lr=0.002; other '
+        'fixes: clip_grad, check the labels')
+
+
+def test_nonfinite_stop_without_checkpoint_or_lr_says_so(tmp_path):
+    runner = _hook_runner(tmp_path)
+    runner.cfg = Config(dict(optim_wrapper=dict(optimizer=dict(type='SGD')),
+                             default_hooks=dict(nonfinite=dict(type='NonFiniteLossHook'))))
+    hook = NonFiniteLossHook()
+    hook.before_train(runner)
+    with pytest.raises(FloatingPointError) as error:
+        runner.model.parse_losses(dict(loss_bbox=torch.tensor(float('inf'))))
+    assert str(error.value) == (
+        'non-finite loss at iteration 1 (epoch 1): loss_bbox=inf. Training stopped before the '
+        'optimizer step, so the weights are not poisoned. No checkpoint was saved yet; to '
+        'start again with a fresh optimizer, lower the lr in the config, then run: python '
+        f'tools/train.py CONFIG --work-dir {tmp_path} --resume --reset-optimizer; other fixes: '
+        'clip_grad, check the labels. Or skip such steps: --cfg-options '
+        '+default_hooks.nonfinite.skip_nonfinite=True')

@@ -10,13 +10,12 @@ Only ``--trust-checkpoint FILE`` (naming that one file) loads it.
 Our own checkpoints (optimizer, param schedulers, message hub, EMA) round-trip under the
 allow-list with nothing trusted.
 """
-import importlib.util
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from helpers_tools import REPO_ROOT, TINY_CONFIG, run_tool, tiny_data_cfg_options
+from helpers_tools import TINY_CONFIG, run_tool, tiny_data_cfg_options
 from mmengine.config import Config
 
 from mmdet_lite.engine.checkpoint import checkpoint_safe_globals
@@ -30,30 +29,6 @@ class _TouchOnLoad:
 
     def __reduce__(self):
         return Path.touch, (Path(self.path), )
-
-
-def _load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(f'script_{path.stem}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def call_main(monkeypatch, capsys):
-    """Run a script's ``main(argv)`` in this process, as a finished ``CompletedProcess``."""
-    monkeypatch.setenv('LOCAL_RANK', '0')
-
-    def call(script: str, argv) -> subprocess.CompletedProcess:
-        code = 0
-        try:
-            _load_script(Path(REPO_ROOT) / script).main([str(a) for a in argv])
-        except SystemExit as exit_info:
-            code = exit_info.code
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(argv, code, out, err)
-
-    return call
 
 
 @pytest.fixture(scope='module')
@@ -99,7 +74,7 @@ def test_resume_refuses_a_file_planted_in_the_work_dir(tmp_path, hostile):
 
 
 @pytest.mark.parametrize('how', ['resume_path', 'load_from', 'pretrained_init_cfg'])
-def test_train_refuses_it_from_every_option(call_main, tmp_path, hostile, how):
+def test_train_refuses_it_from_every_option(call_tool, tmp_path, hostile, how):
     checkpoint, marker = hostile
     options = {
         'resume_path': ['--resume', checkpoint, '--cfg-options'],
@@ -108,14 +83,14 @@ def test_train_refuses_it_from_every_option(call_main, tmp_path, hostile, how):
                                 f'+model.backbone.init_cfg.checkpoint={checkpoint}',
                                 '+model.backbone.init_cfg.prefix=backbone.'],
     }[how]
-    proc = call_main('tools/train.py', [TINY_CONFIG, '--work-dir', tmp_path / 'work', *options,
+    proc = call_tool('train', [TINY_CONFIG, '--work-dir', tmp_path / 'work', *options,
                                         *tiny_data_cfg_options(tmp_path / 'data')])
     _assert_refused(proc, checkpoint, marker)
 
 
-def test_test_tool_refuses_it(call_main, tmp_path, hostile):
+def test_test_tool_refuses_it(call_tool, tmp_path, hostile):
     checkpoint, marker = hostile
-    proc = call_main('tools/test.py', [TINY_CONFIG, checkpoint, '--work-dir', tmp_path / 'work',
+    proc = call_tool('test', [TINY_CONFIG, checkpoint, '--work-dir', tmp_path / 'work',
                                        '--cfg-options', *tiny_data_cfg_options(tmp_path / 'data')])
     _assert_refused(proc, checkpoint, marker)
 
@@ -129,21 +104,21 @@ def test_init_detector_refuses_it(hostile):
     assert not marker.exists()
 
 
-def test_demo_refuses_it_and_loads_it_only_when_that_file_is_trusted(call_main, tmp_path, hostile):
+def test_demo_refuses_it_and_loads_it_only_when_that_file_is_trusted(call_tool, tmp_path, hostile):
     import cv2
     import numpy as np
     checkpoint, marker = hostile
     image = tmp_path / 'img.png'
     cv2.imwrite(str(image), np.full((64, 64, 3), 127, np.uint8))
     argv = [image, TINY_CONFIG, '--weights', checkpoint, '--out-dir', tmp_path / 'out']
-    _assert_refused(call_main('demo/image_demo.py', argv), checkpoint, marker)
+    _assert_refused(call_tool('demo/image_demo.py', argv), checkpoint, marker)
 
     other = tmp_path / 'other.pth'  # trusting another file does not trust this one
     torch.save({}, other)
-    proc = call_main('demo/image_demo.py', [*argv, '--trust-checkpoint', other])
+    proc = call_tool('demo/image_demo.py', [*argv, '--trust-checkpoint', other])
     _assert_refused(proc, checkpoint, marker)
 
-    proc = call_main('demo/image_demo.py', [*argv, '--trust-checkpoint', checkpoint])
+    proc = call_tool('demo/image_demo.py', [*argv, '--trust-checkpoint', checkpoint])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert marker.exists()  # the user asked for exactly this file to be unpickled
     assert (tmp_path / 'out' / 'preds' / 'img.json').is_file()

@@ -5,13 +5,12 @@ through a real Runner; hostile checkpoints are in tests/test_robustness/); the o
 be imported, so their ``main`` is called in-process. The last tests cover
 ``mmdet_lite.apis.cli`` directly.
 """
-import importlib.util
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from helpers_tools import REPO_ROOT, TINY_CONFIG, run_tool, tiny_data_cfg_options
+from helpers_tools import (REPO_ROOT, TINY_CONFIG, assert_one_line_error, run_tool,
+                           tiny_data_cfg_options)
 from mmengine.config import Config
 
 from mmdet_lite.apis.cli import load_config, one_line_message
@@ -19,58 +18,21 @@ from mmdet_lite.apis.cli import load_config, one_line_message
 TOOLS_DIR = Path(REPO_ROOT) / 'tools'
 
 
-def _assert_one_line_error(proc, *fragments: str) -> str:
-    """Exit status 2, no traceback, and a last stderr line ``error: ...`` with fragments."""
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert 'Traceback' not in proc.stderr
-    line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith('error: '), line
-    for fragment in fragments:
-        assert fragment in line, (fragment, line)
-    return line
-
-
-def _load_tool(name: str):
-    """``tools/<name>.py`` as a module, to call its ``main(argv)`` in this process."""
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', TOOLS_DIR / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def call_tool(monkeypatch, capsys):
-    """Run a tool's ``main`` in-process; returns it as a finished ``CompletedProcess``.
-
-    For errors caught before torch is imported, this checks the same wrapper as a
-    subprocess would, without paying for a new interpreter.
-    """
-    monkeypatch.setenv('LOCAL_RANK', '0')  # parse_args would otherwise set it for good
-
-    def call(name: str, argv) -> subprocess.CompletedProcess:
-        with pytest.raises(SystemExit) as exit_info:
-            _load_tool(name).main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(argv, exit_info.value.code, out, err)
-
-    return call
-
-
 def test_missing_config_in_a_real_subprocess(tmp_path):
     proc = run_tool('train', [tmp_path / 'nope.py'])
-    _assert_one_line_error(proc, 'config file not found', 'nope.py')
+    assert_one_line_error(proc, 'config file not found', 'nope.py')
 
 
 def test_missing_checkpoint_for_test_and_resume(call_tool, tmp_path):
     proc = call_tool('test', [TINY_CONFIG, tmp_path / 'missing.pth'])
-    _assert_one_line_error(proc, 'checkpoint not found', 'missing.pth')
+    assert_one_line_error(proc, 'checkpoint not found', 'missing.pth')
     proc = call_tool('train', [TINY_CONFIG, '--resume', tmp_path / 'gone.pth'])
-    _assert_one_line_error(proc, '--resume: checkpoint not found', 'gone.pth')
+    assert_one_line_error(proc, '--resume: checkpoint not found', 'gone.pth')
 
 
 def test_unknown_cfg_option_key_lists_the_nearest_keys(call_tool):
     proc = call_tool('train', [TINY_CONFIG, '--cfg-options', 'train_cfg.max_epoch=2'])
-    _assert_one_line_error(proc, "'train_cfg.max_epoch' is not a key",
+    assert_one_line_error(proc, "'train_cfg.max_epoch' is not a key",
                            'nearest keys: train_cfg.max_epochs', '+train_cfg.max_epoch=')
 
 
@@ -78,7 +40,7 @@ def test_out_must_be_a_pickle(call_tool, tmp_path):
     checkpoint = tmp_path / 'model.pth'
     checkpoint.write_bytes(b'')
     proc = call_tool('test', [TINY_CONFIG, checkpoint, '--out', tmp_path / 'r.json'])
-    _assert_one_line_error(proc, '--out must be a .pkl/.pickle file', 'r.json')
+    assert_one_line_error(proc, '--out must be a .pkl/.pickle file', 'r.json')
 
 
 def test_deleted_image_names_the_file(tmp_path):
@@ -94,7 +56,7 @@ def test_deleted_image_names_the_file(tmp_path):
     work_dir = tmp_path / 'work'
     proc = run_tool('train', [TINY_CONFIG, '--work-dir', work_dir, '--cfg-options',
                               *tiny_data_cfg_options(tmp_path), '+train_cfg.val_begin=2'])
-    line = _assert_one_line_error(proc, str(deleted))
+    line = assert_one_line_error(proc, str(deleted))
     assert 'not found' in line or 'No such file' in line
 
 

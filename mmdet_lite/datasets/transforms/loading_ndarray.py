@@ -7,6 +7,8 @@ from mmcv.transforms import LoadImageFromFile
 
 from mmdet_lite.registry import TRANSFORMS
 
+from .safe_loading import check_image_size
+
 
 @TRANSFORMS.register_module()
 class LoadImageFromNDArray(LoadImageFromFile):
@@ -18,7 +20,8 @@ class LoadImageFromNDArray(LoadImageFromFile):
     its ``type``); only ``to_float32`` matters here.
 
     Required keys: ``img`` (np.ndarray: BGR [H, W, 3], or grayscale [H, W], which is
-    repeated to 3 channels).
+    repeated to 3 channels, at least 2 x 2 pixels). ``img_id``, when present, names the
+    image in errors ('image array #<img_id>').
 
     Modified keys: ``img``. Added keys: ``img_path`` (None), ``img_shape``, ``ori_shape``.
 
@@ -41,6 +44,8 @@ class LoadImageFromNDArray(LoadImageFromFile):
         img = results['img']
         if not isinstance(img, np.ndarray):
             raise TypeError(f"results['img'] must be an np.ndarray, got {type(img).__name__}")
+        check_image_size(img, 'array' if results.get('img_id') is None else
+                         f"array #{results['img_id']}")
         if img.ndim == 2:
             img = mmcv.gray2bgr(img)
         if img.ndim != 3 or img.shape[2] != 3:

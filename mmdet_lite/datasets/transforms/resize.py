@@ -22,6 +22,11 @@ class Resize(BaseTransform):
     ``RandomResize``/``RandomChoiceResize`` build this transform with ``scale=0`` and set
     ``self.scale`` before each call.
 
+    Each side of the output is at least 1 pixel: an extreme aspect ratio (a 5000 x 4 image
+    with ``scale=(96, 96)``, a short side of 0.08 px) gets its short side clamped to 1
+    instead of asking cv2 for a 0-pixel side; ``scale_factor`` then records the factors
+    actually applied. An empty image (a side of 0) raises ``ValueError`` naming it.
+
     Modified keys: ``img``, ``img_shape``, ``gt_bboxes``, ``gt_masks``, ``gt_seg_map``.
     Added keys: ``scale`` (w, h), ``scale_factor`` (w_scale, h_scale), ``keep_ratio``.
 
@@ -67,6 +72,9 @@ class Resize(BaseTransform):
         """
         if 'img' not in results:
             raise KeyError("Resize needs results['img'] (run LoadImageFromFile first).")
+        if min(results['img'].shape[:2]) < 1:
+            raise ValueError(f"Resize: image {results.get('img_path') or '(array)'} is empty: "
+                             f"shape {tuple(results['img'].shape)}")
         if self.scale:
             results['scale'] = _as_pair(self.scale, 'scale')
         elif self.scale_factor is not None:
@@ -81,15 +89,20 @@ class Resize(BaseTransform):
         self._resize_seg(results)
         return results
 
+    def _output_size(self, results: dict) -> Tuple[int, int]:
+        """(w, h) of the resized image, each side at least 1 pixel."""
+        h, w = results['img'].shape[:2]
+        if self.keep_ratio:  # the size mmcv.imrescale would pick
+            new_w, new_h = mmcv.rescale_size((w, h), tuple(results['scale']))
+        else:
+            new_w, new_h = results['scale']
+        return max(int(new_w), 1), max(int(new_h), 1)
+
     def _resize_img(self, results: dict) -> None:
         img = results['img']
         h, w = img.shape[:2]
-        if self.keep_ratio:
-            img = mmcv.imrescale(img, results['scale'], interpolation=self.interpolation,
-                                 backend=self.backend)
-        else:
-            img = mmcv.imresize(img, results['scale'], interpolation=self.interpolation,
-                                backend=self.backend)
+        img = mmcv.imresize(img, self._output_size(results), interpolation=self.interpolation,
+                            backend=self.backend)
         new_h, new_w = img.shape[:2]
         results['img'] = img
         results['img_shape'] = (new_h, new_w)
@@ -112,18 +125,15 @@ class Resize(BaseTransform):
     def _resize_masks(self, results: dict) -> None:
         if results.get('gt_masks') is None:
             return
-        if self.keep_ratio:
-            # rescale() rounds the size the same way imrescale did for the image.
-            results['gt_masks'] = results['gt_masks'].rescale(results['scale'])
-        else:
-            results['gt_masks'] = results['gt_masks'].resize(results['img_shape'])
+        # to the image's own (rounded, clamped) size, keep_ratio or not
+        results['gt_masks'] = results['gt_masks'].resize(results['img_shape'])
 
     def _resize_seg(self, results: dict) -> None:
         if results.get('gt_seg_map') is None:
             return
-        resize = mmcv.imrescale if self.keep_ratio else mmcv.imresize
-        results['gt_seg_map'] = resize(results['gt_seg_map'], results['scale'],
-                                       interpolation='nearest', backend=self.backend)
+        h, w = results['img_shape']
+        results['gt_seg_map'] = mmcv.imresize(results['gt_seg_map'], (w, h),
+                                              interpolation='nearest', backend=self.backend)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(scale={self.scale}, '

@@ -6,6 +6,9 @@ it (scope ``mmdet_lite``); arguments and results are mmcv's. What changes is the
 - A missing file raises ``FileNotFoundError('image file not found: <path>')`` and a file
   that is not a decodable image (truncated, corrupt, empty) raises ``ValueError`` naming
   the file and its size; mmcv raised an ``AssertionError`` for the latter.
+- An image with a side under ``MIN_IMAGE_SIDE`` (2) pixels raises ``ValueError`` naming
+  the file and its shape (:func:`check_image_size`); resizing such an image divided by
+  zero or asked cv2 for a 0-pixel side.
 - ``ignore_empty=True`` (mmcv's switch for this) skips such images instead: it logs a
   warning naming the file and how many images this process has skipped so far, and returns
   ``None``, on which mmengine's ``BaseDataset`` draws another sample for training (up to
@@ -26,6 +29,25 @@ from mmengine import fileio
 from mmengine.logging import print_log
 
 from ...registry import TRANSFORMS
+
+# Smallest height and width of an image a detector is given, in pixels.
+MIN_IMAGE_SIDE = 2
+
+
+def check_image_size(img: np.ndarray, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` and the shape when ``img`` is empty or has a
+    side under ``MIN_IMAGE_SIDE`` pixels.
+
+    Args:
+        img (np.ndarray): Image [H, W] or [H, W, C].
+        name (str): How to name the image in the message: its path, or e.g. 'image
+            array #3'.
+    """
+    shape = tuple(img.shape)
+    if img.size == 0 or (img.ndim >= 2 and min(shape[:2]) < MIN_IMAGE_SIDE):
+        what = 'is empty' if img.size == 0 else 'is too small'
+        raise ValueError(f'image {name} {what}: shape {shape} (height, width, channels); '
+                         f'both sides must be at least {MIN_IMAGE_SIDE} pixels')
 
 
 @TRANSFORMS.register_module()
@@ -70,7 +92,8 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
 
         Raises:
             FileNotFoundError: The file does not exist.
-            ValueError: The file's bytes are not an image the decoder can read.
+            ValueError: The file's bytes are not an image the decoder can read, or the
+                image has a side under ``MIN_IMAGE_SIDE`` pixels.
         """
         try:
             if self.file_client_args is not None:  # mmcv's deprecated way, still accepted
@@ -89,4 +112,5 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
         if img is None:  # cv2 returns None for bytes it cannot decode
             raise ValueError(f'could not decode image {filename} ({len(img_bytes)} bytes): '
                              'the file is truncated, corrupt or not an image')
+        check_image_size(img, filename)
         return img

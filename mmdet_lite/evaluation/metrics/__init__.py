@@ -1,4 +1,5 @@
 """Evaluation metrics, registered in ``mmdet_lite.registry.METRICS``."""
 from .coco_metric import CocoMetric
+from .dump_results import AtomicDumpResults
 
-__all__ = ['CocoMetric']
+__all__ = ['CocoMetric', 'AtomicDumpResults']

@@ -16,6 +16,7 @@ from pycocotools.cocoeval import COCOeval
 
 from mmdet_lite.registry import METRICS
 from mmdet_lite.structures.mask import encode_mask_results
+from mmdet_lite.structures.mask.segmentation_check import box_polygon, clean_coco_segmentations
 from ..functional.coco_utils import (gt_to_coco_dict, quiet_coco, results_to_coco,
                                      sample_to_gt_dict, to_numpy)
 
@@ -38,6 +39,13 @@ class CocoMetric(BaseMetric):
     ``coco/{class}_precision`` (per-class AP; with several metrics the last one evaluated
     wins, as in mmdetection). Values are rounded to 3 decimals; -1 means "not defined" (no
     ground truth in that area range), COCO's convention.
+
+    Invalid segmentations in ``ann_file`` (polygons with fewer than 3 points, an odd number
+    of coordinates or a NaN/inf coordinate; malformed RLEs) are dropped when it is read,
+    with one warning, as ``CocoDataset`` drops them: pycocotools would fail on them during
+    segm evaluation. A ground-truth annotation left without a valid mask is an ignored
+    region (crowd, covering its box) in segm evaluation and an ordinary box in bbox
+    evaluation, which matches training: ``LoadAnnotations(with_mask=True)`` ignores it.
 
     Args:
         ann_file (str, optional): COCO annotation json. If None, the ground truth is
@@ -114,6 +122,7 @@ class CocoMetric(BaseMetric):
             ann_file, sort_categories)
         self.cat_ids: Optional[List[int]] = None
         self.img_ids: Optional[List[int]] = None
+        self._segm_coco_api: Optional[COCO] = None  # _coco_api as segm evaluation reads it
 
     def _load_ann_file(self, ann_file: str, sort_categories: bool) -> COCO:
         """Read a COCO json (any mmengine backend), optionally sorting its categories by id."""
@@ -123,6 +132,16 @@ class CocoMetric(BaseMetric):
             dataset = load(local_path, file_format='json')
         if sort_categories:  # Objects365 files list categories out of id order
             dataset['categories'] = sorted(dataset['categories'], key=lambda c: c['id'])
+        if isinstance(dataset, dict):
+            # pycocotools fails on invalid polygons in segm evaluation (a NaN coordinate
+            # exhausts memory); drop them now, as CocoDataset does, with one warning
+            clean_coco_segmentations(dataset, ann_file)
+            annotations = dataset.get('annotations') or []
+            if 'segm' in self.metrics and annotations and not any(
+                    isinstance(a, dict) and 'segmentation' in a for a in annotations):
+                raise ValueError(f"CocoMetric: metric 'segm' needs instance masks, but no "
+                                 f"annotation of '{ann_file}' has a 'segmentation'; evaluate "
+                                 "metric='bbox' or use an annotation file with masks")
         return quiet_coco(dataset)
 
     def process(self, data_batch: Optional[dict], data_samples: Sequence[dict]) -> None:
@@ -191,8 +210,37 @@ class CocoMetric(BaseMetric):
                               for r in segm_results or []]
             else:
                 detections = copy.deepcopy(bbox_results)
-            eval_results.update(self._evaluate(metric, coco_gt, detections))
+            gt = self._segm_gt(coco_gt) if metric == 'segm' else coco_gt
+            eval_results.update(self._evaluate(metric, gt, detections))
         return eval_results
+
+    def _segm_gt(self, coco_gt: COCO) -> COCO:
+        """``coco_gt`` as segm evaluation reads it: annotations without a usable mask
+        (none given, or all of it invalid) become ignored regions covering their box.
+
+        pycocotools would fail on them; dropping them would count a correct mask
+        prediction there as a false positive. One without a usable box is left out.
+        """
+        if coco_gt is self._coco_api and self._segm_coco_api is not None:
+            return self._segm_coco_api
+        annotations = coco_gt.dataset.get('annotations') or []
+        unusable = [ann for ann in annotations if not ann.get('segmentation')]
+        segm_gt = coco_gt
+        if unusable:
+            print_log(f'CocoMetric: {len(unusable)} ground-truth annotation(s) have no valid '
+                      f"mask (first: id={unusable[0].get('id')}); segm evaluation ignores "
+                      'detections in their boxes and does not count them as objects',
+                      logger='current', level=logging.WARNING)
+            kept = []
+            for ann in annotations:
+                if ann.get('segmentation'):
+                    kept.append(ann)
+                elif box_polygon(ann.get('bbox')) is not None:
+                    kept.append(dict(ann, iscrowd=1, segmentation=box_polygon(ann['bbox'])))
+            segm_gt = quiet_coco(dict(coco_gt.dataset, annotations=kept))
+        if coco_gt is self._coco_api:
+            self._segm_coco_api = segm_gt
+        return segm_gt
 
     def _classes(self) -> Sequence[str]:
         if not self.dataset_meta or 'classes' not in self.dataset_meta:
