@@ -68,9 +68,13 @@ def test_resume_refuses_a_file_planted_in_the_work_dir(tmp_path, hostile):
     planted = work_dir / 'epoch_3.pth'
     planted.write_bytes(checkpoint.read_bytes())
     (work_dir / 'last_checkpoint').write_text(str(planted))
+    before = {path.name: path.read_bytes() for path in work_dir.iterdir()}
     proc = run_tool('train', [TINY_CONFIG, '--work-dir', work_dir, '--resume',
                               '--cfg-options', *tiny_data_cfg_options(tmp_path / 'data')])
     _assert_refused(proc, planted, marker)
+    after = {path.name: path.read_bytes() for path in work_dir.iterdir() if path.is_file()}
+    assert {name: after.get(name) for name in before} == before  # nothing lost or rewritten
+    assert not any(name.endswith('.pth') for name in set(after) - set(before))
 
 
 @pytest.mark.parametrize('how', ['resume_path', 'load_from', 'pretrained_init_cfg'])
