@@ -5,6 +5,7 @@ import pytest
 from torch import nn
 
 from mmdet_lite.engine.hooks import NumClassCheckHook, check_num_classes
+from mmdet_lite.engine.hooks import num_class_check_hook as hook_module
 from mmdet_lite.registry import HOOKS
 
 THREE = dict(classes=('circle', 'rectangle', 'triangle'))
@@ -21,8 +22,29 @@ def mask_rcnn_cfg(num_classes):
             mask_head=dict(type='FCNMaskHead', num_classes=num_classes)))
 
 
-def test_matching_config_passes_and_rpn_is_skipped():
+@pytest.fixture
+def logged(monkeypatch):
+    """(message, level) of each print_log call of the hook module."""
+    messages = []
+    monkeypatch.setattr(hook_module, 'print_log',
+                        lambda msg, logger=None, level=20: messages.append((msg, level)))
+    return messages
+
+
+def test_matching_config_passes_and_rpn_is_skipped(logged):
+    # RPN (num_classes=1) and backbone (num_classes=1000) differ from 3, yet all pass.
     check_num_classes(mask_rcnn_cfg(3), THREE)
+    assert logged == []  # no 'cannot check' warning: the check really ran
+    # Only an RPN with exactly one class is skipped, and only the RPN: with 2 classes
+    # it is a mismatch, and a non-RPN head with one class is one too.
+    cfg = mask_rcnn_cfg(3)
+    cfg['rpn_head']['num_classes'] = 2
+    with pytest.raises(ValueError, match=r'model\.rpn_head\.num_classes=2'):
+        check_num_classes(cfg, THREE)
+    cfg = mask_rcnn_cfg(3)
+    cfg['roi_head']['bbox_head']['num_classes'] = 1
+    with pytest.raises(ValueError, match=r'model\.roi_head\.bbox_head\.num_classes=1\b'):
+        check_num_classes(cfg, THREE)
 
 
 def test_mismatch_names_both_numbers_and_config_keys():
@@ -92,5 +114,11 @@ def test_hook_checks_the_built_model_before_each_epoch():
         hook.before_val_epoch(fake_runner(3, THREE, val_meta=dict(classes=('a', 'b'))))
 
 
-def test_hook_without_classes_only_warns():
+def test_hook_without_classes_only_warns(logged):
+    # An 80-class model fails against THREE (test above); with no class list it only warns.
     NumClassCheckHook().before_train_epoch(fake_runner(80, dict()))
+    assert logged == [("SimpleNamespace has no metainfo['classes']; cannot check "
+                       'num_classes of the heads', 30)]
+    NumClassCheckHook().before_val_epoch(fake_runner(80, THREE, val_meta=dict(other=1)))
+    assert len(logged) == 2 and logged[1][1] == 30
+    assert "no metainfo['classes']" in logged[1][0]

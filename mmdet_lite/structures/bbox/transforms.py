@@ -1,7 +1,8 @@
 """Box conversions and geometric transforms on plain (x1, y1, x2, y2) box arrays.
 
-Boxes are torch tensors or numpy arrays of shape [..., 4]. Functions that data transforms need
-(flip, scale, clip, translate, project) accept both types and return the input's type.
+Boxes are torch tensors or numpy arrays of shape [..., 4]. The geometric functions (flip, scale,
+project) accept both types and return the input's type. The public functions are those of
+mmdetection 3.x's ``mmdet/structures/bbox/transforms.py`` that mmdet_lite supports.
 """
 from typing import List, Sequence, Tuple, Union
 
@@ -151,17 +152,8 @@ def scale_boxes(boxes: BoxArray, scale_factor: Sequence[float]) -> BoxArray:
     return (boxes * np.array(factors, dtype=boxes.dtype)).astype(boxes.dtype)
 
 
-def bbox_clip(boxes: BoxArray, img_shape: Sequence[int]) -> BoxArray:
-    """Clip boxes to lie inside an image of shape (h, w).
-
-    Args:
-        boxes (Tensor | np.ndarray): Boxes of shape [..., 4].
-        img_shape (Sequence[int]): Image shape (h, w, ...).
-
-    Returns:
-        Tensor | np.ndarray: Clipped boxes, same type and shape as ``boxes``.
-    """
-    _check_last_dim(boxes, 'boxes')
+def _clip_to_image(boxes: BoxArray, img_shape: Sequence[int]) -> BoxArray:
+    """Clip boxes [..., 4] (tensor or array) to [0, w] x [0, h] of ``img_shape`` (h, w, ...)."""
     h, w = img_shape[:2]
     if isinstance(boxes, Tensor):
         clipped = boxes.clone()
@@ -172,16 +164,6 @@ def bbox_clip(boxes: BoxArray, img_shape: Sequence[int]) -> BoxArray:
     clipped[..., 0::2] = clipped[..., 0::2].clip(0, w)
     clipped[..., 1::2] = clipped[..., 1::2].clip(0, h)
     return clipped
-
-
-def bbox_translate(boxes: BoxArray, offset: Sequence[float]) -> BoxArray:
-    """Shift boxes by ``offset = (dx, dy)`` pixels; returns the input's type and shape."""
-    _check_last_dim(boxes, 'boxes')
-    dx, dy = float(offset[0]), float(offset[1])
-    shift = [dx, dy, dx, dy]
-    if isinstance(boxes, Tensor):
-        return boxes + boxes.new_tensor(shift)
-    return (boxes + np.array(shift, dtype=boxes.dtype)).astype(boxes.dtype)
 
 
 def bbox_project(boxes: BoxArray, homography_matrix: BoxArray,
@@ -209,26 +191,34 @@ def bbox_project(boxes: BoxArray, homography_matrix: BoxArray,
     warped = warped[..., :2] / warped[..., 2:3]
     projected = torch.cat([warped.min(dim=1).values, warped.max(dim=1).values], dim=-1)
     if img_shape is not None:
-        projected = bbox_clip(projected, img_shape)
+        projected = _clip_to_image(projected, img_shape)
     return projected.numpy().astype(boxes.dtype) if is_numpy else projected
 
 
-def bbox_mapping_back(bboxes: Tensor, img_shape: Sequence[int], scale_factor: Sequence[float],
-                      flip: bool, flip_direction: str = 'horizontal') -> Tensor:
+def bbox_mapping_back(bboxes: Tensor, img_shape: Sequence[int],
+                      scale_factor: Union[float, Sequence[float]], flip: bool,
+                      flip_direction: str = 'horizontal') -> Tensor:
     """Map boxes predicted on an augmented image back to the original image.
 
     Args:
-        bboxes (Tensor): Boxes [N, 4] on the augmented (resized, maybe flipped) image.
+        bboxes (Tensor): Boxes [..., 4] on the augmented (resized, maybe flipped) image.
         img_shape (Sequence[int]): (h, w) of the augmented image.
-        scale_factor (Sequence[float]): (w_scale, h_scale) used to resize.
+        scale_factor (float | Sequence[float]): The resize factor: one number, the 4
+            per-coordinate factors (w, h, w, h) as mmdetection takes them, or (w, h).
         flip (bool): Whether the image was flipped.
         flip_direction (str): Direction of that flip.
 
     Returns:
-        Tensor: Boxes [N, 4] in original-image pixels.
+        Tensor: Boxes of the same shape in original-image pixels.
     """
     boxes = bbox_flip(bboxes, img_shape, flip_direction) if flip else bboxes
-    return scale_boxes(boxes, [1 / s for s in scale_factor])
+    factor = boxes.new_tensor(scale_factor).flatten()
+    if factor.numel() == 2:  # (w, h): the form img_metas['scale_factor'] has
+        factor = factor.repeat(2)
+    if factor.numel() not in (1, 4):
+        raise ValueError(f'scale_factor must be one number, (w, h) or 4 numbers, got '
+                         f'{scale_factor!r}')
+    return (boxes.reshape(-1, 4) / factor).reshape(bboxes.shape)
 
 
 def bbox2roi(bbox_list: List[Tensor]) -> Tensor:
@@ -261,33 +251,42 @@ def roi2bbox(rois: Tensor) -> List[Tensor]:
         rois (Tensor): Rois of shape [K, 5] as (batch_idx, x1, y1, x2, y2).
 
     Returns:
-        list[Tensor]: Boxes [n_i, 4] for images 0 .. max(batch_idx) in order.
+        list[Tensor]: Boxes [n_i, 4], one entry per batch index present in ``rois``, in
+        increasing order (as mmdetection: an image without rois has no entry).
     """
     _check_last_dim(rois, 'rois', sizes=(5, ))
-    if rois.numel() == 0:
-        return []
-    img_ids = rois[:, 0].long()
-    return [rois[img_ids == i, 1:] for i in range(int(img_ids.max()) + 1)]
+    img_ids = torch.unique(rois[:, 0].detach().cpu(), sorted=True)
+    return [rois[rois[:, 0] == img_id.item(), 1:] for img_id in img_ids]
 
 
 def distance2bbox(points: Tensor, distance: Tensor,
-                  max_shape: Union[Sequence[int], None] = None) -> Tensor:
+                  max_shape: Union[Sequence[int], Sequence[Sequence[int]], Tensor,
+                                   None] = None) -> Tensor:
     """Decode (left, top, right, bottom) distances from points into boxes.
 
     Args:
-        points (Tensor): Points [..., N, 2] as (x, y).
-        distance (Tensor): Distances [..., N, 4] from each point to the 4 box sides.
-        max_shape (Sequence[int], optional): Clip the boxes to this (h, w).
+        points (Tensor): Points [N, 2] or [B, N, 2] as (x, y).
+        distance (Tensor): Distances [N, 4] or [B, N, 4] from each point to the 4 sides.
+        max_shape (optional): Clip the boxes to (h, w) (more entries, e.g. (h, w, c), are
+            ignored); for batched points also one (h, w) per image, as a [B, 2] tensor or
+            a list of B shapes.
 
     Returns:
-        Tensor: Boxes [..., N, 4].
+        Tensor: Boxes [N, 4] or [B, N, 4].
     """
     x, y = points[..., 0], points[..., 1]
     boxes = torch.stack([x - distance[..., 0], y - distance[..., 1],
                          x + distance[..., 2], y + distance[..., 3]], dim=-1)
-    if max_shape is not None:
-        boxes = bbox_clip(boxes, max_shape)
-    return boxes
+    if max_shape is None:
+        return boxes
+    shape = torch.as_tensor(max_shape, dtype=boxes.dtype, device=boxes.device)[..., :2]
+    if shape.dim() == 2:  # one (h, w) per image of a batch
+        if boxes.dim() != 3 or shape.size(0) != boxes.size(0):
+            raise ValueError(f'distance2bbox: {shape.size(0)} image shapes for boxes of '
+                             f'shape {tuple(boxes.shape)}; expected [B, N, 4] with B equal')
+    max_wh = shape.flip(-1)  # [(B,) 2] as (w, h)
+    max_xyxy = torch.cat([max_wh, max_wh], dim=-1).unsqueeze(-2)  # [(B,) 1, 4]
+    return torch.minimum(boxes.clamp(min=0), max_xyxy)
 
 
 def bbox2distance(points: Tensor, bbox: Tensor, max_dis: Union[float, None] = None,

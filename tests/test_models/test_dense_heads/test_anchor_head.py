@@ -127,11 +127,17 @@ def test_loss_hand_computed():
 
 def test_loss_from_data_samples_with_softmax():
     head = make_head(loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False))
+    for conv in (head.conv_cls, head.conv_reg):
+        torch.nn.init.zeros_(conv.weight)
+        torch.nn.init.zeros_(conv.bias)
     sample = DetDataSample(metainfo=META)
     sample.gt_instances = gt([[8, 8, 24, 24]], [1])
     losses = head.loss((torch.rand(1, 4, 2, 2), ), [sample])
     assert set(losses) == {'loss_cls', 'loss_bbox'}
-    assert all(torch.isfinite(v[0]) for v in losses.values())
+    # Zero logits over 3 classes + background: CE log(4) for each of the 4 anchors, divided
+    # by the one positive (anchor 3, which equals the GT box, so its box loss is 0).
+    assert losses['loss_cls'][0].item() == pytest.approx(4 * math.log(4), rel=1e-5)
+    assert losses['loss_bbox'][0].item() == 0
 
 
 # ----------------------------------------------------------------------------- predict

@@ -53,8 +53,12 @@ def test_extra_conv_keys_and_norm():
 
 
 def test_explicit_bias_overrides_auto():
-    neck = ChannelMapper([4], 6, norm_cfg=dict(type='GN', num_groups=2), bias=True)
-    assert neck.convs[0].conv.bias is not None
+    gn = dict(type='GN', num_groups=2)
+    neck = ChannelMapper([4], 6, norm_cfg=gn, bias=True)
+    assert {'convs.0.conv.bias', 'convs.0.gn.weight'} <= set(neck.state_dict())
+    assert neck.convs[0].conv.bias.shape == (6,)
+    # The same config with bias='auto' (the default) drops the bias before the norm.
+    assert ChannelMapper([4], 6, norm_cfg=gn).convs[0].conv.bias is None
 
 
 def test_xavier_init_applied():

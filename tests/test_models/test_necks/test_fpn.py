@@ -171,8 +171,17 @@ def test_xavier_init_applied():
 
 def test_build_from_registry():
     neck = MODELS.build(dict(type='FPN', in_channels=IN_CHANNELS, out_channels=OUT,
-                             num_outs=5))
-    assert isinstance(neck, FPN)
+                             num_outs=5, add_extra_convs='on_output'))
+    direct = FPN(IN_CHANNELS, OUT, num_outs=5, add_extra_convs='on_output')
+    assert type(neck) is FPN and neck.add_extra_convs == 'on_output'
+    # The config's arguments all reached the module: same parameters, same outputs.
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes(neck) == shapes(direct)
+    assert 'fpn_convs.4.conv.weight' in shapes(neck)  # the extra conv level
+    direct.load_state_dict(neck.state_dict())
+    feats = pyramid(64, 64)
+    for ours, theirs in zip(neck(feats), direct(feats)):
+        torch.testing.assert_close(ours, theirs)
 
 
 def test_bad_arguments():

@@ -47,10 +47,19 @@ def test_loss_keys_and_finite_values():
 def test_zero_area_gt_boxes_are_left_out_of_the_losses():
     # The sampler adds each GT as a positive proposal; a zero-area one would encode to NaN.
     head = make_roi_head()
+    feats, props = make_feats(), [proposals([[20, 20, 40, 36]])]
     sample = make_det_sample([[10, 10, 10, 30], [5, 5, 5, 5], [20, 20, 40, 36]], [0, 1, 2],
                              with_mask=True)
-    losses = head.loss(make_feats(), [proposals([[20, 20, 40, 36]])], [sample])
+    torch.manual_seed(3)  # the same sampler draws for both calls
+    losses = head.loss(feats, props, [sample])
     assert_finite_losses(losses)
+    # Exactly the losses of the image holding only the box with an area.
+    torch.manual_seed(3)
+    clean = head.loss(feats, props, [make_det_sample([[20, 20, 40, 36]], [2], with_mask=True)])
+    assert set(losses) == set(clean) == {'loss_cls', 'acc', 'loss_bbox', 'loss_mask'}
+    for name in clean:
+        torch.testing.assert_close(losses[name], clean[name], msg=name)
+    assert losses['loss_mask'].item() > 0 and losses['loss_cls'].item() > 0
 
 
 def test_tensor_forward_returns_raw_outputs_with_at_most_100_mask_rois():
