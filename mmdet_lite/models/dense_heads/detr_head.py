@@ -1,4 +1,11 @@
-"""DETRHead: class and box predictions for every object query, set-based losses."""
+"""DETRHead: class and box predictions for every object query, set-based losses.
+
+The head of the DETR family. A member's head (``<member>_head.py``) subclasses it and writes
+its branches (``_init_layers``), ``forward`` (e.g. taking ``references``), ``loss``/``predict``
+taking its detector's extra head inputs, and ``loss_by_feat`` when it adds losses (encoder,
+denoising). It reuses the matching and targets (``get_targets``), one layer's losses
+(``loss_by_feat_single``), the ``d{i}.`` auxiliary names and the top-k decoding.
+"""
 import copy
 from typing import Dict, List, Optional, Tuple
 
@@ -15,6 +22,14 @@ from mmdet_lite.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmdet_lite.utils import ConfigType, InstanceList, OptInstanceList, OptMultiConfig
 from ..layers.transformer import FFN
 from ..utils import unpack_gt_instances
+
+
+# One-to-one matching on DETR's costs (class, L1 on normalized boxes, GIoU on pixels).
+_DEFAULT_TRAIN_CFG = dict(assigner=dict(
+    type='HungarianAssigner',
+    match_costs=[dict(type='ClassificationCost', weight=1.),
+                 dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+                 dict(type='IoUCost', iou_mode='giou', weight=2.0)]))
 
 
 def _reduce_mean(value: Tensor) -> Tensor:
@@ -59,13 +74,7 @@ class DETRHead(BaseModule):
                                              class_weight=1.0),
                  loss_bbox: ConfigType = dict(type='L1Loss', loss_weight=5.0),
                  loss_iou: ConfigType = dict(type='GIoULoss', loss_weight=2.0),
-                 train_cfg: Optional[ConfigType] = dict(assigner=dict(
-                     type='HungarianAssigner',
-                     match_costs=[
-                         dict(type='ClassificationCost', weight=1.),
-                         dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-                         dict(type='IoUCost', iou_mode='giou', weight=2.0)
-                     ])),
+                 train_cfg: Optional[ConfigType] = _DEFAULT_TRAIN_CFG,
                  test_cfg: Optional[ConfigType] = dict(max_per_img=100),
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -100,8 +109,7 @@ class DETRHead(BaseModule):
     def _class_weights(self, loss_cls: dict) -> Tuple[List[float], float]:
         """Per-class weights [num_classes + 1] (background last) and the background weight."""
         class_weight = loss_cls.get('class_weight', 1.0)
-        if class_weight is None:
-            class_weight = 1.0
+        class_weight = 1.0 if class_weight is None else class_weight
         bg_cls_weight = loss_cls.get('bg_cls_weight', class_weight)
         for name, value in (('class_weight', class_weight), ('bg_cls_weight', bg_cls_weight)):
             if not isinstance(value, (float, int)) or isinstance(value, bool):
@@ -155,7 +163,7 @@ class DETRHead(BaseModule):
                      batch_gt_instances: InstanceList,
                      batch_img_metas: List[dict],
                      batch_gt_instances_ignore: OptInstanceList = None) -> Dict[str, Tensor]:
-        """Losses from the head outputs of all decoder layers.
+        """Losses from the head outputs of all decoder layers (names: see ``loss``).
 
         Args:
             all_cls_scores (Tensor): [num_layers, B, Q, cls_out_channels].
@@ -163,9 +171,6 @@ class DETRHead(BaseModule):
             batch_gt_instances (list[InstanceData]): ``bboxes`` [G, 4] pixels, ``labels`` [G].
             batch_img_metas (list[dict]): ``img_shape`` of each image.
             batch_gt_instances_ignore (list, optional): Must be None (or all None).
-
-        Returns:
-            dict[str, Tensor]: See ``loss``.
         """
         if batch_gt_instances_ignore is not None and any(
                 ignore is not None for ignore in batch_gt_instances_ignore):
@@ -185,24 +190,20 @@ class DETRHead(BaseModule):
     def loss_by_feat_single(self, cls_scores: Tensor, bbox_preds: Tensor,
                             batch_gt_instances: InstanceList,
                             batch_img_metas: List[dict]) -> Tuple[Tensor, Tensor, Tensor]:
-        """Classification, L1 and GIoU losses of one decoder layer.
+        """``loss_cls``, ``loss_bbox`` and ``loss_iou`` of one decoder layer.
 
         Args:
             cls_scores (Tensor): [B, Q, cls_out_channels].
             bbox_preds (Tensor): [B, Q, 4], normalized (cx, cy, w, h).
             batch_gt_instances (list[InstanceData]): Ground truth of each image.
-            batch_img_metas (list[dict]): Meta of each image.
-
-        Returns:
-            tuple[Tensor, Tensor, Tensor]: ``loss_cls``, ``loss_bbox``, ``loss_iou``.
+            batch_img_metas (list[dict]): ``img_shape`` of each image.
         """
         (labels, label_weights, bbox_targets, bbox_weights, num_total_pos,
          num_total_neg) = self.get_targets(list(cls_scores), list(bbox_preds),
                                            batch_gt_instances, batch_img_metas)
-        labels = torch.cat(labels)  # [B*Q]
-        label_weights = torch.cat(label_weights)  # [B*Q]
-        bbox_targets = torch.cat(bbox_targets)  # [B*Q, 4]
-        bbox_weights = torch.cat(bbox_weights)  # [B*Q, 4]
+        # Images concatenated: [B*Q], [B*Q], [B*Q, 4], [B*Q, 4].
+        labels, label_weights, bbox_targets, bbox_weights = (
+            torch.cat(t) for t in (labels, label_weights, bbox_targets, bbox_weights))
 
         # The no-object queries count bg_cls_weight each in the normalizer, as in DETR.
         cls_avg_factor = num_total_pos * 1.0 + num_total_neg * self.bg_cls_weight
@@ -231,13 +232,7 @@ class DETRHead(BaseModule):
 
     def get_targets(self, cls_scores_list: List[Tensor], bbox_preds_list: List[Tensor],
                     batch_gt_instances: InstanceList, batch_img_metas: List[dict]) -> tuple:
-        """Training targets of one decoder layer for every image.
-
-        Args:
-            cls_scores_list (list[Tensor]): [Q, cls_out_channels] per image.
-            bbox_preds_list (list[Tensor]): [Q, 4] normalized (cx, cy, w, h) per image.
-            batch_gt_instances (list[InstanceData]): Ground truth of each image.
-            batch_img_metas (list[dict]): Meta of each image.
+        """Training targets of one decoder layer for every image (``_get_targets_single``).
 
         Returns:
             tuple: Per-image lists ``labels`` [Q], ``label_weights`` [Q], ``bbox_targets``
@@ -308,7 +303,7 @@ class DETRHead(BaseModule):
         Args:
             hidden_states (Tensor): [num_layers, B, Q, embed_dims].
             batch_data_samples (list[DetDataSample]): Meta of each image.
-            rescale (bool): Return boxes in original-image pixels (else input-image).
+            rescale (bool): Boxes in original-image pixels (else input-image).
 
         Returns:
             list[InstanceData]: ``bboxes`` [K, 4], ``scores`` [K], ``labels`` [K] per image.
@@ -333,12 +328,12 @@ class DETRHead(BaseModule):
         Softmax: each query keeps its best object class (background excluded) and the
         ``max_per_img`` best queries are kept. Sigmoid: the ``max_per_img`` best
         (query, class) pairs. Boxes are scaled to ``img_shape`` pixels and clamped to it,
-        then divided by ``scale_factor`` when ``rescale``.
+        then divided by ``scale_factor`` (w, h) when ``rescale``.
 
         Args:
             cls_score (Tensor): [Q, cls_out_channels] logits.
             bbox_pred (Tensor): [Q, 4] normalized (cx, cy, w, h).
-            img_meta (dict): ``img_shape`` and (for rescale) ``scale_factor`` (w, h).
+            img_meta (dict): ``img_shape`` and (for rescale) ``scale_factor``.
             rescale (bool): Map boxes back to the original image.
 
         Returns:

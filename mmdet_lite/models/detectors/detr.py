@@ -1,8 +1,16 @@
-"""DETR: End-to-End Object Detection with Transformers (Carion et al., 2020)."""
+"""DETR: End-to-End Object Detection with Transformers (Carion et al., 2020).
+
+The first member of the family; ``base_detr.py`` shows one iteration top to bottom. What
+DETR chooses in each step:
+
+- pre_transformer: the last neck level only, no level embedding.
+- forward_encoder: post-norm self-attention over the hw positions (``detr_layers.py``).
+- pre_decoder: zero queries, the learned ``query_embedding`` as their positions.
+- forward_decoder: every layer's (normalized) output, for the head's auxiliary losses.
+"""
 from typing import Dict, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS
@@ -26,31 +34,16 @@ class DETR(DetectionTransformer):
     """
 
     def _init_layers(self) -> None:
-        """Positional encoding, encoder, decoder and the query embeddings."""
-        for name in ('encoder', 'decoder', 'positional_encoding'):
-            if getattr(self, name) is None:
-                raise ValueError(f'DETR needs a {name} config.')
+        """Positional encoding, encoder, decoder and the query embeddings [Q, C]."""
         self.positional_encoding = SinePositionalEncoding(**self.positional_encoding)
         self.encoder = DetrTransformerEncoder(**self.encoder)
         self.decoder = DetrTransformerDecoder(**self.decoder)
         self.embed_dims = self.encoder.embed_dims
         self.query_embedding = nn.Embedding(self.num_queries, self.embed_dims)
-        num_feats = self.positional_encoding.num_feats
-        if num_feats * 2 != self.embed_dims:
-            raise ValueError(f'DETR: positional_encoding.num_feats ({num_feats}) must be half '
-                             f'of the transformer embed_dims ({self.embed_dims}).')
-
-    def init_weights(self) -> None:
-        """Default init, then Xavier-uniform on every transformer weight matrix (as DETR)."""
-        super().init_weights()
-        for coder in (self.encoder, self.decoder):
-            for param in coder.parameters():
-                if param.dim() > 1:
-                    nn.init.xavier_uniform_(param)
 
     def pre_transformer(self, img_feats: Tuple[Tensor, ...],
                         batch_data_samples: OptSampleList = None) -> Tuple[Dict, Dict]:
-        """Flatten the last feature map and build its padding mask and positional encoding.
+        """Flatten the last feature map with its padding mask and positional encoding.
 
         Args:
             img_feats (tuple[Tensor]): Neck outputs; the last, [B, C, h, w], is used.
@@ -61,38 +54,11 @@ class DETR(DetectionTransformer):
             tuple[dict, dict]: ``feat``, ``feat_mask``, ``feat_pos`` for the encoder and
             ``memory_mask``, ``memory_pos`` for the decoder ([B, hw, C] and [B, hw]).
         """
-        feat = img_feats[-1]  # [B, C, h, w]
-        masks = self._padding_masks(feat, batch_data_samples)  # [B, h, w] bool
-        pos_embed = self.positional_encoding(masks)  # [B, C, h, w]
-
-        feat = feat.flatten(2).permute(0, 2, 1)  # [B, hw, C]
-        pos_embed = pos_embed.flatten(2).permute(0, 2, 1)  # [B, hw, C]
-        masks = masks.flatten(1)  # [B, hw]
-        encoder_inputs = dict(feat=feat, feat_mask=masks, feat_pos=pos_embed)
-        decoder_inputs = dict(memory_mask=masks, memory_pos=pos_embed)
+        seq = self.flatten_feats(img_feats[-1:], batch_data_samples)
+        encoder_inputs = dict(feat=seq['feat'], feat_mask=seq['feat_mask'],
+                              feat_pos=seq['feat_pos'])
+        decoder_inputs = dict(memory_mask=seq['feat_mask'], memory_pos=seq['feat_pos'])
         return encoder_inputs, decoder_inputs
-
-    @staticmethod
-    def _padding_masks(feat: Tensor, batch_data_samples: OptSampleList) -> Tensor:
-        """True where a feature position lies in an image's padding, [B, h, w]."""
-        batch_size = feat.size(0)
-        if batch_data_samples is None:
-            return feat.new_zeros((batch_size, *feat.shape[-2:]), dtype=torch.bool)
-        if len(batch_data_samples) != batch_size:
-            raise ValueError(f'DETR: got {len(batch_data_samples)} data samples for a batch '
-                             f'of {batch_size} images.')
-        sample = batch_data_samples[0]
-        if 'batch_input_shape' not in sample.metainfo:
-            raise KeyError('DETR needs "batch_input_shape" in the data samples\' metainfo '
-                           '(set by DetDataPreprocessor) to build the padding masks.')
-        input_h, input_w = sample.batch_input_shape
-        masks = feat.new_ones((batch_size, input_h, input_w))  # [B, H, W], 1 = padding
-        for i, data_sample in enumerate(batch_data_samples):
-            img_h, img_w = data_sample.img_shape[:2]
-            masks[i, :img_h, :img_w] = 0
-        # Nearest-neighbour downsampling to the feature grid.
-        masks = F.interpolate(masks[:, None], size=feat.shape[-2:])  # [B, 1, h, w]
-        return masks[:, 0].to(torch.bool)
 
     def forward_encoder(self, feat: Tensor, feat_mask: Tensor, feat_pos: Tensor) -> Dict:
         """Self-attention over the feature positions.

@@ -11,12 +11,15 @@ from .roi_align import RoIAlign  # noqa: E402
 
 __all__ += ['multiclass_nms', 'RoIAlign']
 
-# DETR: positional encoding and transformer layers.
+# DETR family: positional encoding, transformer layers and their shared helpers.
 from .positional_encoding import SinePositionalEncoding  # noqa: E402
-from .transformer import (DetrTransformerDecoder, DetrTransformerDecoderLayer,  # noqa: E402
-                          DetrTransformerEncoder, DetrTransformerEncoderLayer)
+from .transformer import (MLP, DetrTransformerDecoder,  # noqa: E402
+                          DetrTransformerDecoderLayer, DetrTransformerEncoder,
+                          DetrTransformerEncoderLayer, coordinate_to_encoding, inverse_sigmoid,
+                          nchw_to_nlc, nlc_to_nchw)
 
 __all__ += [
     'SinePositionalEncoding', 'DetrTransformerEncoder', 'DetrTransformerEncoderLayer',
-    'DetrTransformerDecoder', 'DetrTransformerDecoderLayer'
+    'DetrTransformerDecoder', 'DetrTransformerDecoderLayer', 'MLP', 'coordinate_to_encoding',
+    'inverse_sigmoid', 'nchw_to_nlc', 'nlc_to_nchw'
 ]

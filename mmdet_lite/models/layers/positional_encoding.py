@@ -1,4 +1,11 @@
-"""Sine/cosine 2D positional encoding of a feature map (DETR)."""
+"""Sine/cosine positional encodings of the DETR family.
+
+``sine_cosine_encoding`` is the one place the sines and cosines are computed: the feature-map
+encoding ``SinePositionalEncoding`` (DETR, Deformable DETR, DINO) uses it for the (y, x) of
+every feature position, and ``transformer.utils.coordinate_to_encoding`` (Conditional DETR,
+DAB-DETR, DINO) for normalized query coordinates. A member with another encoding (e.g.
+DAB-DETR's ``SinePositionalEncodingHW``, one temperature per axis) adds it to this file.
+"""
 import math
 
 import torch
@@ -9,17 +16,36 @@ from mmdet_lite.registry import MODELS
 from mmdet_lite.utils import OptMultiConfig
 
 
+def sine_cosine_encoding(pos: Tensor, num_feats: int, temperature: float = 10000) -> Tensor:
+    """Encode scalar positions with sines and cosines of geometric frequencies.
+
+    For channel ``i`` in ``[0, num_feats)``, ``dim_t[i] = temperature ** (2 * (i // 2) /
+    num_feats)``; even channels hold ``sin(pos / dim_t[i])``, odd ones ``cos(pos / dim_t[i])``.
+
+    Args:
+        pos (Tensor): Positions, any shape [...], floating point.
+        num_feats (int): Channels of the encoding (even).
+        temperature (float): Base of the frequencies. Defaults to 10000.
+
+    Returns:
+        Tensor: [..., num_feats], in ``pos``'s dtype.
+    """
+    dim_t = torch.arange(num_feats, dtype=pos.dtype, device=pos.device)
+    dim_t = temperature**(2 * torch.div(dim_t, 2, rounding_mode='floor') / num_feats)
+    angles = pos[..., None] / dim_t  # [..., num_feats]
+    # sin(a0), cos(a1), sin(a2), cos(a3), ...
+    return torch.stack((angles[..., 0::2].sin(), angles[..., 1::2].cos()), dim=-1).flatten(-2)
+
+
 @MODELS.register_module()
 class SinePositionalEncoding(BaseModule):
-    """Encode each position's (y, x) with sines and cosines of geometric frequencies.
+    """Encode each feature position's (y, x) with ``sine_cosine_encoding``.
 
     Coordinates are counted over valid (unmasked) pixels only: a position's y is the number of
     valid rows above and including it, so an image gets the same encoding whether or not it
     is padded in a batch. With ``normalize`` they are divided by the image's valid height/width
     and multiplied by ``scale``, i.e. they lie in (0, scale].
 
-    For frequency index ``i`` in ``[0, num_feats)``, ``dim_t[i] = temperature ** (2 * (i // 2)
-    / num_feats)``; even channels hold ``sin(pos / dim_t)``, odd channels ``cos(pos / dim_t)``.
     The output stacks the y encoding (first ``num_feats`` channels) and then the x encoding.
 
     Args:
@@ -61,7 +87,7 @@ class SinePositionalEncoding(BaseModule):
             mask (Tensor): [B, H, W], non-zero (True) on padded positions.
 
         Returns:
-            Tensor: Positional encodings, [B, 2 * num_feats, H, W].
+            Tensor: Positional encodings, [B, 2 * num_feats, H, W], float32.
         """
         if mask.dim() != 3:
             raise ValueError('SinePositionalEncoding expects a mask of shape [B, H, W], got '
@@ -73,19 +99,9 @@ class SinePositionalEncoding(BaseModule):
             # The last row/column holds the valid height/width (padding adds nothing).
             y_embed = (y_embed + self.offset) / (y_embed[:, -1:, :] + self.eps) * self.scale
             x_embed = (x_embed + self.offset) / (x_embed[:, :, -1:] + self.eps) * self.scale
-        dim_t = torch.arange(self.num_feats, dtype=torch.float32, device=mask.device)
-        dim_t = self.temperature**(2 * torch.div(dim_t, 2, rounding_mode='floor') /
-                                   self.num_feats)  # [num_feats]
-        pos_x = x_embed[..., None] / dim_t  # [B, H, W, num_feats]
-        pos_y = y_embed[..., None] / dim_t
-        pos_x = self._interleave_sin_cos(pos_x)
-        pos_y = self._interleave_sin_cos(pos_y)
+        pos_y = sine_cosine_encoding(y_embed, self.num_feats, self.temperature)  # [B, H, W, F]
+        pos_x = sine_cosine_encoding(x_embed, self.num_feats, self.temperature)
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)  # [B, 2F, H, W]
-
-    @staticmethod
-    def _interleave_sin_cos(pos: Tensor) -> Tensor:
-        """[..., F] angles -> [..., F] as sin(a0), cos(a1), sin(a2), cos(a3), ..."""
-        return torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()), dim=-1).flatten(-2)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_feats={self.num_feats}, '

@@ -278,3 +278,13 @@ def test_shapes_config_builds_and_trains_a_step():
     losses = model(**data, mode='loss')
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
+
+
+def test_missing_configs_and_batch_mismatch_are_clear_errors():
+    cfg = tiny_detr_cfg()
+    cfg['decoder'] = None
+    with pytest.raises(ValueError, match='DETR needs a decoder config'):
+        build_detector(cfg)
+    model = build_detector(tiny_detr_cfg())
+    with pytest.raises(ValueError, match='got 1 data samples for a batch of 2 images'):
+        model.loss(torch.randn(2, 3, 64, 64), [make_det_sample([[4, 4, 30, 40]], [0])])

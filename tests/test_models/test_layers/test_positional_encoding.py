@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mmdet_lite.models.layers import SinePositionalEncoding
+from mmdet_lite.models.layers.positional_encoding import sine_cosine_encoding
 from mmdet_lite.registry import MODELS
 
 
@@ -13,6 +14,17 @@ def test_registered_and_output_shape():
     assert isinstance(pe, SinePositionalEncoding)
     pos = pe(torch.zeros(2, 3, 5, dtype=torch.bool))
     assert pos.shape == (2, 16, 3, 5)
+
+
+def test_sine_cosine_encoding_by_hand():
+    # num_feats=6, temperature 8: dim_t = 8 ** (2 * (i // 2) / 6) = [1, 1, 2, 2, 4, 4].
+    pos = sine_cosine_encoding(torch.tensor([[2.0], [0.0]]), num_feats=6, temperature=8)
+    assert pos.shape == (2, 1, 6)  # any leading shape [...] -> [..., num_feats]
+    expected = [math.sin(2.), math.cos(2.), math.sin(1.), math.cos(1.), math.sin(.5),
+                math.cos(.5)]
+    torch.testing.assert_close(pos[0, 0], torch.tensor(expected))
+    torch.testing.assert_close(pos[1, 0], torch.tensor([0., 1.] * 3))  # sin 0, cos 0
+    assert sine_cosine_encoding(torch.zeros(3, dtype=torch.float64), 4).dtype == torch.float64
 
 
 def test_unnormalized_values_by_hand():

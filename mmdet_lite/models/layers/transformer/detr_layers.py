@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from mmdet_lite.utils import ConfigType, OptConfigType, OptMultiConfig
-from .utils import FFN, MultiheadAttention
+from .bricks import FFN, MultiheadAttention
 
 _DEFAULT_ATTN = dict(embed_dims=256, num_heads=8, dropout=0.0, batch_first=True)
 _DEFAULT_FFN = dict(embed_dims=256, feedforward_channels=1024, num_fcs=2, ffn_drop=0.,

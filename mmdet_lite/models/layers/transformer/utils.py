@@ -1,181 +1,136 @@
-"""Transformer building blocks with mmcv's parameter layout: attention with a residual, FFN.
+"""Pieces every DETR-family member shares, under mmdetection's names and signatures.
 
-mmdet's DETR layers are built from ``mmcv.cnn.bricks.transformer.MultiheadAttention`` and
-``FFN``. These two small equivalents keep the same constructor arguments and the same
-state_dict keys (``attn.in_proj_weight``, ``layers.0.0.weight`` ...), so mmdetection
-checkpoints load, without importing mmcv's transformer module (which warns about its missing
-compiled ops on import).
+Coordinate transforms (``nchw_to_nlc``, ``nlc_to_nchw``), box-coordinate helpers
+(``inverse_sigmoid``, ``coordinate_to_encoding``) and the plain ``MLP`` of the box branches.
+mmcv's ``MultiheadAttention`` and ``FFN`` live in ``bricks.py`` and are importable from here
+too (their path before the family split).
 """
-from typing import Optional
+import math
+from typing import Sequence
 
-import torch.nn as nn
-from mmcv.cnn import build_activation_layer
+import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule
-from torch import Tensor
+from torch import Tensor, nn
 
-from mmdet_lite.registry import MODELS
-from mmdet_lite.utils import OptConfigType, OptMultiConfig
+from ..positional_encoding import sine_cosine_encoding
+from .bricks import FFN, MultiheadAttention
 
-
-def _build_dropout(cfg: OptConfigType) -> nn.Module:
-    """A dropout-like layer from an mmcv-style config (``Dropout``/``DropPath``), or Identity."""
-    if not cfg:
-        return nn.Identity()
-    return MODELS.build(cfg)  # found in mmcv's registry, the parent of ours
+__all__ = [
+    'nchw_to_nlc', 'nlc_to_nchw', 'inverse_sigmoid', 'coordinate_to_encoding', 'MLP', 'FFN',
+    'MultiheadAttention'
+]
 
 
-class MultiheadAttention(BaseModule):
-    """``nn.MultiheadAttention`` plus positional encodings and a residual connection.
+def nchw_to_nlc(x: Tensor) -> Tensor:
+    """Flatten a feature map into a sequence: [N, C, H, W] -> [N, H*W, C].
 
-    Computes ``identity + dropout(attn(query + query_pos, key + key_pos, value))``. The
-    wrapped module is ``self.attn``, so the parameters are ``attn.in_proj_weight``,
-    ``attn.in_proj_bias`` and ``attn.out_proj.{weight,bias}`` as in mmcv.
+    The result is a view (no copy); position ``h * W + w`` of the sequence is pixel (h, w).
+    """
+    if x.dim() != 4:
+        raise ValueError(f'nchw_to_nlc expects [N, C, H, W], got {tuple(x.shape)}.')
+    return x.flatten(2).transpose(1, 2)
+
+
+def nlc_to_nchw(x: Tensor, hw_shape: Sequence[int]) -> Tensor:
+    """Fold a sequence back into a feature map: [N, H*W, C] -> [N, C, H, W].
 
     Args:
-        embed_dims (int): Channels of queries, keys and values.
-        num_heads (int): Number of attention heads.
-        attn_drop (float): Dropout on the attention weights. Defaults to 0.
-        proj_drop (float): Dropout after the output projection. Defaults to 0.
-        dropout_layer (dict, optional): Dropout applied to the residual branch, e.g.
-            ``dict(type='Dropout', drop_prob=0.1)``. Defaults to a no-op dropout.
-        batch_first (bool): Inputs are [B, N, C] (True) or [N, B, C] (False).
-            Defaults to False.
-        dropout (float, optional): mmcv's shortcut (used by mmdet's DETR configs): sets both
-            ``attn_drop`` and the residual dropout probability.
-        init_cfg (dict, optional): Initialization config.
-        **kwargs: Passed to ``nn.MultiheadAttention`` (e.g. ``bias``, ``kdim``).
+        x (Tensor): [N, L, C] with ``L == H * W``.
+        hw_shape (Sequence[int]): (H, W).
+
+    Returns:
+        Tensor: [N, C, H, W], contiguous.
     """
-
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 attn_drop: float = 0.,
-                 proj_drop: float = 0.,
-                 dropout_layer: OptConfigType = dict(type='Dropout', drop_prob=0.),
-                 batch_first: bool = False,
-                 dropout: Optional[float] = None,
-                 init_cfg: OptMultiConfig = None,
-                 **kwargs) -> None:
-        super().__init__(init_cfg=init_cfg)
-        if embed_dims % num_heads != 0:
-            raise ValueError(f'MultiheadAttention: embed_dims ({embed_dims}) must be divisible '
-                             f'by num_heads ({num_heads}).')
-        if dropout is not None:
-            attn_drop = dropout
-            dropout_layer = dict(type='Dropout', drop_prob=dropout)
-        self.embed_dims = embed_dims
-        self.num_heads = num_heads
-        self.batch_first = batch_first
-        self.attn = nn.MultiheadAttention(embed_dims, num_heads, dropout=attn_drop,
-                                          batch_first=batch_first, **kwargs)
-        self.proj_drop = nn.Dropout(proj_drop)
-        self.dropout_layer = _build_dropout(dropout_layer)
-
-    def forward(self,
-                query: Tensor,
-                key: Optional[Tensor] = None,
-                value: Optional[Tensor] = None,
-                identity: Optional[Tensor] = None,
-                query_pos: Optional[Tensor] = None,
-                key_pos: Optional[Tensor] = None,
-                attn_mask: Optional[Tensor] = None,
-                key_padding_mask: Optional[Tensor] = None) -> Tensor:
-        """Attend from ``query`` to ``key``/``value`` and add the result to ``identity``.
-
-        Shapes below are for ``batch_first=True`` (swap the first two dims otherwise).
-
-        Args:
-            query (Tensor): [B, Nq, C].
-            key (Tensor, optional): [B, Nk, C]; ``query`` when None (self-attention).
-            value (Tensor, optional): [B, Nk, C]; ``key`` when None.
-            identity (Tensor, optional): Residual added to the output; ``query`` when None.
-            query_pos (Tensor, optional): Positional encoding added to ``query``, [B, Nq, C].
-            key_pos (Tensor, optional): Positional encoding added to ``key``, [B, Nk, C]. When
-                None and ``query_pos`` has the shape of ``key``, ``query_pos`` is used.
-            attn_mask (Tensor, optional): [Nq, Nk] (or [B * num_heads, Nq, Nk]); True or
-                -inf where attention is not allowed.
-            key_padding_mask (Tensor, optional): [B, Nk] bool, True on padded keys.
-
-        Returns:
-            Tensor: [B, Nq, C].
-        """
-        if key is None:
-            key = query
-        if value is None:
-            value = key
-        if identity is None:
-            identity = query
-        if key_pos is None and query_pos is not None and query_pos.shape == key.shape:
-            key_pos = query_pos
-        if query_pos is not None:
-            query = query + query_pos
-        if key_pos is not None:
-            key = key + key_pos
-        out = self.attn(query, key, value, attn_mask=attn_mask,
-                        key_padding_mask=key_padding_mask, need_weights=False)[0]
-        return identity + self.dropout_layer(self.proj_drop(out))
+    height, width = hw_shape
+    if x.dim() != 3 or x.size(1) != height * width:
+        raise ValueError(f'nlc_to_nchw: expected [N, {height}*{width}, C], got '
+                         f'{tuple(x.shape)}.')
+    return x.transpose(1, 2).reshape(x.size(0), x.size(2), height, width).contiguous()
 
 
-class FFN(BaseModule):
-    """Position-wise feed-forward network: (Linear, act, Dropout) x (num_fcs-1), Linear.
+def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """``log(x / (1 - x))``, the logit, with ``x`` clamped to [0, 1] and both terms to >= eps.
 
-    With ``add_identity`` the input is added back (the transformer's residual). Parameter
-    names follow mmcv: ``layers.0.0.*`` is the first Linear (inside its Sequential with the
-    activation), ``layers.{num_fcs-1}.*`` the last one.
+    Members that refine boxes layer by layer (Deformable DETR, DINO, DAB-DETR) predict a
+    logit offset: ``new_box = (reg(hidden) + inverse_sigmoid(box)).sigmoid()``.
 
     Args:
-        embed_dims (int): Input and output channels. Defaults to 256.
-        feedforward_channels (int): Hidden channels. Defaults to 1024.
-        num_fcs (int): Number of Linear layers, at least 2. Defaults to 2.
-        act_cfg (dict): Activation after every hidden Linear.
-            Defaults to ``dict(type='ReLU', inplace=True)``.
-        ffn_drop (float): Dropout after each hidden activation and after the last Linear.
-            Defaults to 0.
-        dropout_layer (dict, optional): Dropout on the residual branch. Defaults to None.
-        add_identity (bool): Add the input to the output. Defaults to True.
-        init_cfg (dict, optional): Initialization config.
+        x (Tensor): Values in [0, 1] (normalized box coordinates), any shape.
+        eps (float): Lower bound of ``x`` and ``1 - x``; keeps 0 and 1 finite
+            (``inverse_sigmoid(0) = log(eps / 1)``). Defaults to 1e-5.
+
+    Returns:
+        Tensor: Same shape as ``x``.
+    """
+    x = x.clamp(min=0, max=1)
+    x1 = x.clamp(min=eps)
+    x2 = (1 - x).clamp(min=eps)
+    return torch.log(x1 / x2)
+
+
+def coordinate_to_encoding(coord_tensor: Tensor,
+                           num_feats: int = 128,
+                           temperature: int = 10000,
+                           scale: float = 2 * math.pi) -> Tensor:
+    """Sine/cosine encoding of normalized point or box coordinates (query positions).
+
+    Each coordinate is multiplied by ``scale`` and encoded with ``sine_cosine_encoding``
+    (the function behind ``SinePositionalEncoding``); the encodings are concatenated in the
+    order y, x (points) or y, x, w, h (boxes), as in mmdetection.
+
+    Args:
+        coord_tensor (Tensor): [..., 2] as (x, y) or [..., 4] as (cx, cy, w, h), in [0, 1].
+        num_feats (int): Channels per coordinate. Defaults to 128.
+        temperature (int): Base of the frequencies. Defaults to 10000.
+        scale (float): Multiplies the coordinates before encoding. Defaults to 2*pi.
+
+    Returns:
+        Tensor: [..., 2 * num_feats] for points, [..., 4 * num_feats] for boxes.
+    """
+    num_coords = coord_tensor.size(-1)
+    if num_coords not in (2, 4):
+        raise ValueError('coordinate_to_encoding: the last dimension must be 2 (x, y) or 4 '
+                         f'(cx, cy, w, h), got {num_coords}.')
+    order = (1, 0) if num_coords == 2 else (1, 0, 2, 3)  # y, x[, w, h]
+    return torch.cat([
+        sine_cosine_encoding(coord_tensor[..., i] * scale, num_feats, temperature)
+        for i in order
+    ], dim=-1)
+
+
+class MLP(BaseModule):
+    """``num_layers`` Linear layers with ReLU between them (none after the last).
+
+    mmdetection's box branches of Conditional DETR, DAB-DETR and DINO's query heads. The
+    parameters are ``layers.{i}.weight`` / ``layers.{i}.bias``.
+
+    Args:
+        input_dim (int): Channels of the input.
+        hidden_dim (int): Channels of every hidden layer.
+        output_dim (int): Channels of the output.
+        num_layers (int): Number of Linear layers (at least 1).
     """
 
-    def __init__(self,
-                 embed_dims: int = 256,
-                 feedforward_channels: int = 1024,
-                 num_fcs: int = 2,
-                 act_cfg: OptConfigType = dict(type='ReLU', inplace=True),
-                 ffn_drop: float = 0.,
-                 dropout_layer: OptConfigType = None,
-                 add_identity: bool = True,
-                 init_cfg: OptMultiConfig = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        if num_fcs < 2:
-            raise ValueError(f'FFN: num_fcs must be at least 2, got {num_fcs}.')
-        self.embed_dims = embed_dims
-        self.feedforward_channels = feedforward_channels
-        self.num_fcs = num_fcs
-        self.add_identity = add_identity
-        layers = []
-        in_channels = embed_dims
-        for _ in range(num_fcs - 1):
-            layers.append(
-                nn.Sequential(
-                    nn.Linear(in_channels, feedforward_channels),
-                    build_activation_layer(act_cfg), nn.Dropout(ffn_drop)))
-            in_channels = feedforward_channels
-        layers.append(nn.Linear(feedforward_channels, embed_dims))
-        layers.append(nn.Dropout(ffn_drop))
-        self.layers = nn.Sequential(*layers)
-        self.dropout_layer = _build_dropout(dropout_layer)
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int,
+                 num_layers: int) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f'MLP: num_layers must be at least 1, got {num_layers}.')
+        self.num_layers = num_layers
+        hidden = [hidden_dim] * (num_layers - 1)
+        self.layers = nn.ModuleList(
+            nn.Linear(n, k) for n, k in zip([input_dim] + hidden, hidden + [output_dim]))
 
-    def forward(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
-        """Apply the FFN.
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the layers.
 
         Args:
-            x (Tensor): [..., embed_dims].
-            identity (Tensor, optional): Residual to add; ``x`` when None.
+            x (Tensor): [..., input_dim].
 
         Returns:
-            Tensor: [..., embed_dims].
+            Tensor: [..., output_dim].
         """
-        out = self.dropout_layer(self.layers(x))
-        if not self.add_identity:
-            return out
-        return (x if identity is None else identity) + out
+        for i, layer in enumerate(self.layers):
+            x = F.relu(layer(x)) if i < self.num_layers - 1 else layer(x)
+        return x
