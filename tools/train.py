@@ -72,15 +72,34 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def apply_resume(cfg, resume: str) -> None:
-    """``--resume``: ``'auto'`` finds the latest checkpoint of the work dir, else a path."""
+    """``--resume``: set ``cfg.resume`` and ``cfg.load_from`` for mmengine's Runner.
+
+    Args:
+        cfg (Config): The config; its ``work_dir`` is set.
+        resume (str): ``'auto'`` for the latest checkpoint of the work dir
+            (:func:`~mmdet_lite.engine.resume_checkpoint.find_resume_checkpoint`: the one
+            ``last_checkpoint`` names, else the newest ``epoch_*.pth`` / ``iter_*.pth``),
+            or a checkpoint path.
+
+    Raises:
+        FileNotFoundError: ``resume`` is a path that is not a file.
+    """
     if resume == 'auto':
         from mmengine.logging import print_log
-        from mmengine.runner import find_latest_checkpoint
-        if find_latest_checkpoint(cfg.work_dir) is None:
+
+        from mmdet_lite.engine.resume_checkpoint import (find_resume_checkpoint,
+                                                         read_checkpoint_pointer)
+        named = read_checkpoint_pointer(cfg.work_dir)
+        checkpoint = find_resume_checkpoint(cfg.work_dir)  # warns when `named` is not it
+        if checkpoint is None and not named:
             print_log(f'--resume: no checkpoint in {cfg.work_dir} yet, training from the '
                       'start', logger='current', level=logging.WARNING)
-        cfg.resume = True
-        cfg.load_from = None
+        # without a checkpoint, mmengine would still try the file last_checkpoint names
+        cfg.resume = checkpoint is not None
+        # when last_checkpoint is right, mmengine reads the same file from it (and logs
+        # "Auto resumed from the latest checkpoint ..."); otherwise the file is named here,
+        # so that mmengine neither fails on a dangling pointer nor starts from scratch
+        cfg.load_from = None if checkpoint == named else checkpoint
     else:
         if not osp.isfile(resume):
             raise FileNotFoundError(f'--resume: checkpoint not found: {resume}')

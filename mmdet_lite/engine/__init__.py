@@ -3,5 +3,6 @@ from .amp import CPUAmpOptimWrapper, enable_amp  # noqa: F401
 from .checkpoint import (CorruptCheckpointError, UntrustedCheckpointError,  # noqa: F401
                          allow_unsafe_checkpoint, load_local_checkpoint)
 from .log_processor import LogProcessor  # noqa: F401
+from .runner import EpochBasedTrainLoop, IterBasedTrainLoop  # noqa: F401
 from .reset_optimizer import (fast_forward_param_schedulers,  # noqa: F401
                               reset_optimizer_on_resume)

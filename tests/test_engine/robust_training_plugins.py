@@ -5,6 +5,7 @@ The tests start ``tools/train.py`` in a subprocess with this folder on ``PYTHONP
 ``tests/data/configs/tiny_faster-rcnn_shapes.py``.
 """
 import errno
+import multiprocessing
 import os
 import os.path as osp
 import signal
@@ -158,3 +159,28 @@ class BreakCheckpointWriteHook(Hook):
             return put(backend, obj, filepath)
 
         LocalBackend.put = breaking_put
+
+
+@HOOKS.register_module()
+class KillAfterEpochHook(Hook):
+    """SIGKILL the training process and its DataLoader workers at the end of the 1-based
+    ``epoch``, after every other ``after_train_epoch`` hook (so the epoch's checkpoint and
+    ``last_checkpoint`` are written), as a job scheduler kills a whole job.
+
+    Args:
+        epoch (int): The epoch after which the run is killed.
+    """
+
+    priority = 'LOWEST'  # after CheckpointHook (VERY_LOW)
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.epoch + 1 != self.epoch:
+            return
+        # the workers too: orphaned, they would hold the test's output pipes open until
+        # they notice that their parent is gone
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -6,7 +6,10 @@ Runs ``tools/train.py`` in subprocesses on variants of the tiny shapes config:
   run A goes straight through; run B is SIGKILLed while writing the checkpoint of iteration 6;
   run C resumes B's work dir with ``--resume``;
 - epoch-based with checkpoints mid-epoch: run D goes straight through two epochs; run E
-  resumes from D's checkpoint after 3 of the 4 batches of epoch 1.
+  resumes from D's checkpoint after 3 of the 4 batches of epoch 1;
+- epoch-based with a persistent DataLoader worker (the shapes configs' setting): a straight
+  2-epoch run; a finished 1-epoch run extended to 2 epochs with ``--resume``; a run killed
+  right after its epoch-1 checkpoint, resumed; a resume in the middle of epoch 2.
 """
 import os.path as osp
 import random
@@ -20,6 +23,20 @@ from robust_training_helpers import (ITER_BASED, assert_same_tensors, describe, 
 
 from mmdet_lite.engine.hooks.checkpoint_hook import write_text_atomically
 from mmdet_lite.engine.hooks.resume_state import capture_rng_state, restore_rng_state
+
+# Epoch-based, one persistent worker, epoch checkpoints, no validation (val_begin > 2).
+PERSISTENT_WORKERS = '''
+train_dataloader = dict(num_workers=1, persistent_workers=True)
+train_cfg = dict(max_epochs=2, val_interval=1, val_begin=100)
+default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=-1))
+randomness = dict(seed=0, deterministic=True)
+'''
+KILL_AFTER_EPOCH_1 = '''
+custom_hooks = [dict(type='NumClassCheckHook'), dict(type='NonFiniteLossHook'),
+                dict(type='KillAfterEpochHook', epoch=1)]
+'''
+# what a resumed run must reproduce bit for bit (the message hub holds times)
+EXACT_KEYS = ('state_dict', 'optimizer', 'param_schedulers', 'resume_state')
 
 KILL_WHILE_WRITING_ITER_6 = '''
 custom_hooks = [dict(type='NumClassCheckHook'), dict(type='NonFiniteLossHook'),
@@ -131,3 +148,63 @@ def test_write_text_atomically_replaces_the_file(tmp_path):
     write_text_atomically(path, 'new')
     assert open(path).read() == 'new'
     assert files(tmp_path) == ['last_checkpoint']
+
+
+@pytest.fixture(scope='module')
+def epoch_runs(tmp_path_factory, data_root):
+    """The config with a persistent worker, and the work dir of its straight 2-epoch run."""
+    folder = tmp_path_factory.mktemp('epoch_runs')
+    config = write_config(folder, 'persistent_workers', PERSISTENT_WORKERS)
+    result = train(config, folder / 'straight', data_root)
+    assert result.returncode == 0, describe(result)
+    return dict(folder=folder, config=config, straight=folder / 'straight')
+
+
+def _assert_same_checkpoint(actual_path, expected_path) -> None:
+    actual, expected = load(actual_path), load(expected_path)
+    for key in EXACT_KEYS:
+        assert_same_tensors(actual[key], expected[key], key)
+    assert actual['meta']['iter'] == expected['meta']['iter']
+
+
+def test_extending_a_finished_run_by_an_epoch_is_bitwise_exact(epoch_runs, data_root):
+    config, extended = epoch_runs['config'], epoch_runs['folder'] / 'extended'
+    result = train(config, extended, data_root, cfg_options=['train_cfg.max_epochs=1'])
+    assert result.returncode == 0, describe(result)
+    result = train(config, extended, data_root, resume='auto')
+    assert result.returncode == 0, describe(result)
+    assert 'resumed epoch: 1, iter: 4' in result.stdout
+    _assert_same_checkpoint(extended / 'epoch_1.pth', epoch_runs['straight'] / 'epoch_1.pth')
+    _assert_same_checkpoint(extended / 'epoch_2.pth', epoch_runs['straight'] / 'epoch_2.pth')
+
+
+def test_resume_after_a_kill_right_after_an_epoch_checkpoint_is_bitwise_exact(
+        epoch_runs, data_root):
+    folder = epoch_runs['folder']
+    killing_config = write_config(folder, 'killed_after_epoch_1',
+                                  PERSISTENT_WORKERS + KILL_AFTER_EPOCH_1)
+    killed = folder / 'killed'
+    result = train(killing_config, killed, data_root)
+    assert result.returncode == -signal.SIGKILL, describe(result)
+    assert 'epoch_1.pth' in files(killed) and 'epoch_2.pth' not in files(killed)
+    result = train(epoch_runs['config'], killed, data_root, resume='auto')
+    assert result.returncode == 0, describe(result)
+    assert f'resumed from the latest checkpoint {killed / "epoch_1.pth"}' in result.stdout
+    assert 'resumed epoch: 1, iter: 4' in result.stdout
+    assert sorted(train_scalars(killed)) == list(range(1, 9))
+    _assert_same_checkpoint(killed / 'epoch_2.pth', epoch_runs['straight'] / 'epoch_2.pth')
+
+
+def test_mid_epoch_resume_with_a_persistent_worker_is_exact(tmp_path, data_root):
+    config = write_config(tmp_path, 'mid_epoch_2', PERSISTENT_WORKERS + (
+        'default_hooks = dict(checkpoint=dict(by_epoch=False, interval=3, '
+        'max_keep_ckpts=-1))\n'))
+    straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
+    result = train(config, straight, data_root)
+    assert result.returncode == 0, describe(result)
+    # iter_6.pth: 2 of the 4 batches of epoch 2 trained, by a worker that loaded epoch 1
+    result = train(config, resumed, data_root, resume=str(straight / 'iter_6.pth'))
+    assert result.returncode == 0, describe(result)
+    assert 'Resuming in the middle of epoch 2: skipping its 2 batches' in result.stdout
+    assert sorted(train_scalars(resumed)) == [7, 8]
+    _assert_same_checkpoint(resumed / 'iter_8.pth', straight / 'iter_8.pth')

@@ -15,7 +15,8 @@ mmengine's. What changes:
 - **Failed writes say so.** An ``OSError`` while writing (a full disk, say) is re-raised
   naming the checkpoint path, the OS error and the checkpoint that is still the latest.
 - **Exact resume.** Each checkpoint also holds every rank's RNG states, restored when
-  training resumes (:mod:`.resume_state`).
+  training resumes (:mod:`.resume_state`) at the point of mmdet_lite's train loop
+  (:mod:`mmdet_lite.engine.runner.loops`) where the checkpoint was taken.
 
 Only rank 0 writes files (mmengine's ``Runner.save_checkpoint`` is ``master_only``);
 every rank takes part in collecting the RNG states.
@@ -30,9 +31,9 @@ from typing import Iterator, Optional
 from mmengine.dist import is_main_process
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook as MMEngineCheckpointHook
-from mmengine.runner import find_latest_checkpoint
 
 from ...registry import HOOKS
+from ..resume_checkpoint import find_resume_checkpoint
 from .resume_state import RESUME_STATE_KEY, ExactResume
 
 # Suffix of a checkpoint file while it is being written.
@@ -165,9 +166,8 @@ class CheckpointHook(MMEngineCheckpointHook):
         except OSError as err:
             if is_main_process() and osp.exists(tmp_path):
                 os.remove(tmp_path)
-            previous = find_latest_checkpoint(runner.work_dir)  # what --resume would load
-            kept = (f'the latest complete checkpoint is still {previous}'
-                    if previous and osp.isfile(previous) else
+            previous = find_resume_checkpoint(runner.work_dir)  # what --resume would load
+            kept = (f'the latest complete checkpoint is still {previous}' if previous else
                     'there is no earlier checkpoint to resume from')
             raise OSError(err.errno, f'could not save checkpoint {path}: '
                           f'{err.strerror or err}. The partial file was removed and {kept} '

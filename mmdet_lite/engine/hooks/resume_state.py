@@ -3,34 +3,31 @@ uninterrupted one bit for bit: the random number generators of every rank, and w
 data stream the checkpoint stopped.
 
 mmengine restores the model, optimizer, schedulers, message hub and iteration counter, but
-not the RNG streams, and it positions the data differently per loop:
-
-- ``IterBasedTrainLoop`` re-fetches the first ``iter`` batches ("Advance dataloader"), so
-  the sampler (``InfiniteSampler`` or ``DefaultSampler``) and the workers' RNG streams end up
-  where they were; but the pipeline's random transforms in the main process consume the
-  RNGs on the way, so they have to be restored after that advance, not at load time.
-- ``EpochBasedTrainLoop`` restarts the interrupted epoch at its first batch; a checkpoint
-  written mid-epoch (``CheckpointHook(by_epoch=False)``) would train those batches twice.
+not the RNG streams, and its ``EpochBasedTrainLoop`` restarts an interrupted epoch at its
+first batch (a checkpoint written mid-epoch, ``CheckpointHook(by_epoch=False)``, would
+train those batches twice).
 
 :class:`ExactResume` (owned by :class:`~mmdet_lite.engine.hooks.CheckpointHook`) records
-each rank's RNG states with every checkpoint, and on resume puts them back right before the
-first batch the checkpoint had not trained, skipping the batches it had. Validation runs
-see a saved-and-restored RNG, so they do not shift the training stream either (a resumed
-run does not repeat the validation that followed its checkpoint).
+each rank's RNG states with every checkpoint. On resume, mmdet_lite's train loops
+(:mod:`mmdet_lite.engine.runner.loops`, which configs get under mmengine's loop names) put
+them back at the point of the loop where the checkpoint was taken: at the start of the
+next epoch, or right before the first batch the checkpoint had not trained, after skipping
+the batches it had. Validation runs see a saved-and-restored RNG, so they do not shift the
+training stream either (a resumed run does not repeat the validation that followed its
+checkpoint).
 
-Exactness also needs the same world size, ``num_workers == 0`` or workers that are not
-persistent across epochs, and ``randomness=dict(seed=..., deterministic=True)`` for
-bitwise-equal kernels.
+Exactness also needs the same world size and ``randomness=dict(seed=..., deterministic=True)``
+for bitwise-equal kernels. DataLoader workers, persistent or not, reseed from the epoch
+(:mod:`mmdet_lite.engine.runner.worker_seeding`), so they hold no state to save.
 """
 import logging
 import random
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.logging import print_log
-from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 # Key of the extra state in a checkpoint dict, next to mmengine's 'meta', 'state_dict', ...
 RESUME_STATE_KEY = 'resume_state'
@@ -64,54 +61,6 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
 def _as_tuples(value):
     # random.setstate wants tuples; a checkpoint round trip may hand back lists
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-class _RestoreAfterAdvance:
-    """Stands in for ``IterBasedTrainLoop.dataloader_iterator`` while a run resumes.
-
-    mmengine's loop fetches ``num_trained`` batches to advance the data stream; right
-    before the next fetch (the first batch to train) this restores the RNG states and
-    hands the loop its own iterator back.
-    """
-
-    def __init__(self, loop: IterBasedTrainLoop, num_trained: int,
-                 on_resumed: Callable[[], None]) -> None:
-        self.loop = loop
-        self.iterator = loop.dataloader_iterator
-        self.num_left = num_trained
-        self.on_resumed = on_resumed
-
-    def __iter__(self) -> '_RestoreAfterAdvance':
-        return self
-
-    def __next__(self):
-        if self.num_left == 0:
-            self.on_resumed()
-            self.loop.dataloader_iterator = self.iterator
-        self.num_left -= 1
-        return next(self.iterator)
-
-
-def _run_resumed_epoch(loop: EpochBasedTrainLoop, num_trained: int,
-                       on_resumed: Callable[[], None]) -> None:
-    """``EpochBasedTrainLoop.run_epoch`` for the epoch a mid-epoch checkpoint stopped in.
-
-    The first ``num_trained`` batches are fetched but not trained: fetching keeps the
-    sampler order and the workers' RNG streams as they were, and batch indices stay those
-    of the uninterrupted epoch (hooks use them to find the epoch's last batch).
-    """
-    runner = loop.runner
-    runner.call_hook('before_train_epoch')
-    runner.model.train()
-    batches: Iterator = iter(loop.dataloader)
-    for _ in range(num_trained):
-        next(batches)
-    on_resumed()
-    for idx, data_batch in enumerate(batches, start=num_trained):
-        loop.run_iter(idx, data_batch)
-    runner.call_hook('after_train_epoch')
-    loop._epoch += 1
-    del loop.run_epoch  # back to the class's run_epoch for the following epochs
 
 
 class ExactResume:
@@ -152,33 +101,34 @@ class ExactResume:
         self._loaded_meta = checkpoint.get('meta', {})
 
     def install(self, runner) -> None:
-        """If the runner resumed from the loaded checkpoint, arrange for the RNG states to
-        be restored right before its first untrained batch (and skip trained batches)."""
+        """If the runner resumed from the loaded checkpoint, have its train loop restore
+        the RNG states where the checkpoint was taken.
+
+        Args:
+            runner (Runner): The runner, in ``before_train`` (its counters restored).
+        """
         meta, loaded = self._loaded_meta, self._loaded
         self._loaded = self._loaded_meta = None
         # load_from (fine-tuning) also reads a checkpoint, but leaves the iteration at 0
         if meta is None or meta.get('iter', 0) == 0 or runner.iter != meta['iter']:
             return
         rng_state = self._rank_rng_state(loaded)
-        loop = runner.train_loop
 
         def on_resumed() -> None:
             if rng_state is not None:
                 restore_rng_state(rng_state)
 
-        if isinstance(loop, IterBasedTrainLoop):
-            loop.dataloader_iterator = _RestoreAfterAdvance(loop, runner.iter, on_resumed)
+        loop = runner.train_loop
+        if hasattr(loop, 'restore_before_first_batch'):
+            loop.restore_before_first_batch(on_resumed)
             return
-        num_trained = 0
-        if isinstance(loop, EpochBasedTrainLoop):
-            num_trained = runner.iter - runner.epoch * len(loop.dataloader)
-        if num_trained > 0:
-            print_log(f'Resuming in the middle of epoch {runner.epoch + 1}: skipping its '
-                      f'{num_trained} batches trained before the checkpoint',
-                      logger='current')
-            loop.run_epoch = lambda: _run_resumed_epoch(loop, num_trained, on_resumed)
-        else:
-            on_resumed()
+        # a loop of mmengine's (train_cfg without `type`) or a custom one: it resumes at
+        # the start of the epoch (or advances the data stream) as it does
+        print_log(f'{type(loop).__name__} is not one of mmdet_lite\'s train loops '
+                  "(train_cfg = dict(type='EpochBasedTrainLoop' or 'IterBasedTrainLoop', "
+                  '...)): the RNG states are restored now, and the resumed run may differ '
+                  'from an uninterrupted one', logger='current', level=logging.WARNING)
+        on_resumed()
 
     @staticmethod
     def _rank_rng_state(loaded: Optional[dict]) -> Optional[Dict[str, Any]]:
