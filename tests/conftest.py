@@ -16,6 +16,12 @@ import torch
 torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: starts subprocesses or trains for many iterations; '
+        '`pytest -m "not slow"` leaves these out for a quick check of the library')
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     random.seed(0)

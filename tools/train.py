@@ -15,7 +15,9 @@ Flags follow mmdetection's ``tools/train.py``:
   iteration counters, the message hub, the RNG states and the data position, but take the
   optimizer (lr, momentum and Adam state start afresh) and the lr schedule from the config,
   stepped to the resumed iteration. The way to go on after a non-finite loss with a lower
-  lr: ``--resume --reset-optimizer --cfg-options optim_wrapper.optimizer.lr=...``.
+  lr: ``--resume --reset-optimizer --cfg-options optim_wrapper.optimizer.lr=...``. The run
+  uses :class:`~mmdet_lite.engine.ResetOptimizerRunner`, so a config that names another
+  ``runner_type`` is refused.
 - ``--trust-checkpoint FILE``: allow full unpickling (which can run code) of this one file,
   for a checkpoint you trust that holds objects beyond the allow-list. Repeatable.
 - ``--cfg-options KEY=VALUE ...``: override config entries; each key must exist, and
@@ -107,6 +109,29 @@ def apply_resume(cfg, resume: str) -> None:
         cfg.load_from = resume
 
 
+def check_runner_type_resets_optimizer(cfg) -> None:
+    """``--reset-optimizer`` builds a :class:`~mmdet_lite.engine.ResetOptimizerRunner`
+    (whose ``resume`` keeps the config's optimizer and lr schedule); a config that names
+    another ``runner_type`` cannot have both.
+
+    Raises:
+        UserInputError: ``cfg.runner_type`` is not ``ResetOptimizerRunner`` or a subclass.
+    """
+    runner_type = cfg.get('runner_type')
+    if runner_type is None:
+        return
+    from mmdet_lite.engine import ResetOptimizerRunner
+    from mmdet_lite.registry import RUNNERS
+    runner_cls = RUNNERS.get(runner_type) if isinstance(runner_type, str) else runner_type
+    if isinstance(runner_cls, type) and issubclass(runner_cls, ResetOptimizerRunner):
+        return
+    raise UserInputError(
+        f'--reset-optimizer trains with mmdet_lite\'s ResetOptimizerRunner, whose resume keeps '
+        f'the config\'s optimizer and lr schedule, but the config sets runner_type='
+        f'{runner_type!r}: remove runner_type from the config, or derive that runner from '
+        f'mmdet_lite.engine.ResetOptimizerRunner')
+
+
 @exit_on_user_error
 def main(argv=None) -> None:
     args = parse_args(argv)
@@ -132,12 +157,16 @@ def main(argv=None) -> None:
                              'base_batch_size=N)` in the config (see schedule_1x.py)')
         cfg.auto_scale_lr.enable = True
 
-    prepare_cpu_distributed(cfg)
-    runner = build_runner(cfg)
-    note_run('train', args, cfg, runner)
     if args.reset_optimizer:
-        from mmdet_lite.engine import reset_optimizer_on_resume
-        reset_optimizer_on_resume(runner)
+        check_runner_type_resets_optimizer(cfg)
+
+    prepare_cpu_distributed(cfg)
+    if args.reset_optimizer and 'runner_type' not in cfg:
+        from mmdet_lite.engine import ResetOptimizerRunner
+        runner = ResetOptimizerRunner.from_cfg(cfg)  # the config itself stays as it is
+    else:
+        runner = build_runner(cfg)
+    note_run('train', args, cfg, runner)
     # no file is trusted for where it lies (its own work dir included), only by name
     with allow_unsafe_checkpoint(*args.trust_checkpoint):
         runner.train()

@@ -4,5 +4,6 @@ from .checkpoint import (CorruptCheckpointError, UntrustedCheckpointError,  # no
                          allow_unsafe_checkpoint, load_local_checkpoint)
 from .log_processor import LogProcessor  # noqa: F401
 from .runner import EpochBasedTrainLoop, IterBasedTrainLoop  # noqa: F401
-from .reset_optimizer import (fast_forward_param_schedulers,  # noqa: F401
-                              reset_optimizer_on_resume)
+from .optim_wrappers import (AmpOptimWrapper, NonFiniteGuardMixin,  # noqa: F401
+                             OptimWrapper)
+from .reset_optimizer import ResetOptimizerRunner, fast_forward_param_schedulers  # noqa: F401

@@ -1,7 +1,8 @@
 """Mixed precision training for ``tools/train.py --amp``, on CUDA and on the CPU.
 
 On CUDA (and the other accelerators mmengine supports) ``--amp`` switches the optimizer
-wrapper to mmengine's ``AmpOptimWrapper``: fp16 autocast with a dynamic ``GradScaler``, as
+wrapper to ``AmpOptimWrapper`` (mmengine's, with the non-finite-loss guard of
+:mod:`mmdet_lite.engine.optim_wrappers`): fp16 autocast with a dynamic ``GradScaler``, as
 mmdetection does. mmengine refuses ``AmpOptimWrapper`` without an accelerator, so on the CPU
 ``--amp`` uses :class:`CPUAmpOptimWrapper` instead: bf16 autocast and no loss scaling (bf16
 has fp32's exponent range, so gradients do not underflow the way fp16 ones do). It never
@@ -15,9 +16,9 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.device import get_device
 from mmengine.logging import print_log
-from mmengine.optim import OptimWrapper
 
 from ..registry import OPTIM_WRAPPERS
+from .optim_wrappers import OptimWrapper
 
 # AmpOptimWrapper arguments that mean nothing without a GradScaler
 _SCALER_ARGS = ('loss_scale', 'use_fsdp')
@@ -26,6 +27,9 @@ _SCALER_ARGS = ('loss_scale', 'use_fsdp')
 @OPTIM_WRAPPERS.register_module()
 class CPUAmpOptimWrapper(OptimWrapper):
     """An ``OptimWrapper`` that runs the forward pass and losses under CPU bf16 autocast.
+
+    It derives from mmdet_lite's :class:`~mmdet_lite.engine.optim_wrappers.OptimWrapper`, so
+    that ``NonFiniteLossHook`` can skip its steps with a non-finite loss too.
 
     Parameters, gradients and optimizer state stay fp32; autocast runs matmuls and
     convolutions in bf16 (their outputs are bf16) and keeps precision-sensitive ops such as

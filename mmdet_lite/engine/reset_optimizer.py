@@ -4,47 +4,64 @@
 and Adam moments) and the param schedulers included, so a lower lr in the config has no
 effect on a resumed run. After a non-finite loss that is the wrong state to go on from.
 
-:func:`reset_optimizer_on_resume` makes a Runner's resume restore the model weights, the
-epoch and iteration counters, the message hub and (through ``CheckpointHook``) the RNG
-states and data position, but keep the optimizer and param schedulers that the Runner built
-from the config. The schedulers are then stepped as an uninterrupted run of that config
-would have stepped them, so the lr of the first resumed iteration is the new config's lr at
-that iteration (a warmup does not start again).
+:class:`ResetOptimizerRunner` is a Runner whose resume restores the model weights, the epoch
+and iteration counters, the message hub and (through ``CheckpointHook``) the RNG states and
+data position, but keeps the optimizer and param schedulers that the Runner built from the
+config. The schedulers are then stepped as an uninterrupted run of that config would have
+stepped them, so the lr of the first resumed iteration is the new config's lr at that
+iteration (a warmup does not start again).
 
 It uses mmengine's ``Runner.resume(filename, resume_optimizer, resume_param_scheduler)``
-switches: ``Runner.train`` builds the optimizer and schedulers, then calls
-``load_or_resume``, which calls ``self.resume(filename)``.
+switches. ``Runner.train`` builds the optimizer and schedulers, then calls
+``load_or_resume``, which calls ``self.resume(filename)`` with no way to pass them; so, as
+issue 14 asks where a public extension point is missing, the registered ``Runner`` is
+subclassed and its public ``resume`` overridden. ``tools/train.py --reset-optimizer`` builds
+this class (``ResetOptimizerRunner.from_cfg(cfg)``) instead of mmengine's ``Runner``,
+leaving the config as it is, so the config dumped in the work dir does not reset the
+optimizer of a later ``--resume``; it is registered in mmdet_lite's ``RUNNERS`` too, so a
+config can ask for it with ``runner_type = 'ResetOptimizerRunner'``.
 """
-import functools
 import logging
 import warnings
-from typing import Iterable, List
+from typing import Callable, Iterable, List, Union
 
 from mmengine.logging import print_log
-from mmengine.runner import EpochBasedTrainLoop
+from mmengine.runner import EpochBasedTrainLoop, Runner
+
+from ..registry import RUNNERS
 
 
-def reset_optimizer_on_resume(runner) -> None:
-    """Make ``runner`` resume without the checkpoint's optimizer and scheduler states.
+@RUNNERS.register_module()
+class ResetOptimizerRunner(Runner):
+    """mmengine's ``Runner`` whose resume keeps the config's optimizer and lr schedule.
 
-    Call it after building the Runner and before ``runner.train()``. Without a resume
-    (no ``resume=True``, or no checkpoint found) it changes nothing.
-
-    Args:
-        runner (Runner): The Runner about to train.
+    Its :meth:`resume` defaults to ``resume_optimizer=False, resume_param_scheduler=False``
+    (mmengine's defaults are True, and ``load_or_resume`` passes neither) and steps the
+    freshly built schedulers to the resumed iteration. Without a resume (no ``resume=True``,
+    or no checkpoint found) it trains as mmengine's ``Runner``.
     """
-    resume = runner.resume
 
-    @functools.wraps(resume)
-    def resume_weights_and_counters(filename: str, *args, **kwargs) -> None:
-        kwargs.update(resume_optimizer=False, resume_param_scheduler=False)
-        resume(filename, *args, **kwargs)
-        fast_forward_param_schedulers(runner)
-        print_log(f'--reset-optimizer: resumed the weights and counters of {filename}; the '
-                  f'optimizer and the lr schedule are the config\'s, at iteration '
-                  f'{runner.iter} (lr {_lr_text(runner)})', logger='current')
+    def resume(self, filename: str, resume_optimizer: bool = False,
+               resume_param_scheduler: bool = False,
+               map_location: Union[str, Callable] = 'default') -> None:
+        """Resume from ``filename``; by default without its optimizer and scheduler states.
 
-    runner.resume = resume_weights_and_counters
+        Args:
+            filename (str): The checkpoint.
+            resume_optimizer (bool): Restore the optimizer state too. Defaults to False.
+            resume_param_scheduler (bool): Restore the param schedulers too; when False they
+                are stepped to the resumed epoch and iteration instead. Defaults to False.
+            map_location (str | callable): As mmengine's. Defaults to ``'default'``.
+        """
+        super().resume(filename, resume_optimizer=resume_optimizer,
+                       resume_param_scheduler=resume_param_scheduler,
+                       map_location=map_location)
+        if not resume_param_scheduler:
+            fast_forward_param_schedulers(self)
+        if not (resume_optimizer or resume_param_scheduler):
+            print_log(f'--reset-optimizer: resumed the weights and counters of {filename}; '
+                      f'the optimizer and the lr schedule are the config\'s, at iteration '
+                      f'{self.iter} (lr {_lr_text(self)})', logger='current')
 
 
 def fast_forward_param_schedulers(runner) -> None:

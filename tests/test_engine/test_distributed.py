@@ -37,6 +37,7 @@ def ddp_run(tmp_path_factory):
     return work_dir, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_both_ranks_end_with_identical_parameters(ddp_run):
     work_dir, _ = ddp_run
     rank0 = torch.load(work_dir / 'rank0.pth')['parameters']
@@ -50,6 +51,7 @@ def test_both_ranks_end_with_identical_parameters(ddp_run):
     assert all(torch.equal(checkpoint[k], rank0[k]) for k in rank0)
 
 
+@pytest.mark.slow
 def test_only_rank_0_writes_checkpoints_and_logs(ddp_run):
     work_dir, _ = ddp_run
     checkpoints = [n for n in files(work_dir) if '.pth' in n and not n.startswith('rank')]
@@ -62,6 +64,7 @@ def test_only_rank_0_writes_checkpoints_and_logs(ddp_run):
     assert [s['iter'] for s in scalars if 'loss' in s] == [1, 2]
 
 
+@pytest.mark.slow
 def test_metric_evaluates_every_rank_results_once(ddp_run):
     work_dir, output = ddp_run
     (run_dir, ) = [d for d in os.listdir(work_dir) if osp.isdir(work_dir / d)]
@@ -71,6 +74,7 @@ def test_metric_evaluates_every_rank_results_once(ddp_run):
     assert val['coco/num_results'] == 4 and val['coco/num_images'] == 4
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_on_one_rank_is_skipped_on_all(ddp_run):
     _, output = ddp_run
     # rank 0 logs, naming rank 1's term; both ranks skipped, or DDP would have hung

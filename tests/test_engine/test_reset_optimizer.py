@@ -11,9 +11,10 @@ import pytest
 import torch
 from mmengine.hooks import ParamSchedulerHook
 from mmengine.optim import LinearLR, MultiStepLR, OptimWrapper
-from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, Runner
 
-from mmdet_lite.engine import fast_forward_param_schedulers, reset_optimizer_on_resume
+from mmdet_lite.engine import ResetOptimizerRunner, fast_forward_param_schedulers
+from mmdet_lite.registry import RUNNERS
 
 EPOCH_LENGTH = 4
 
@@ -64,19 +65,29 @@ def test_fast_forward_gives_the_lr_of_an_uninterrupted_run(loop_type):
     assert expected[8] == pytest.approx(0.01 if loop_type is EpochBasedTrainLoop else 0.1)
 
 
-def test_reset_optimizer_on_resume_keeps_config_optimizer_and_schedulers():
-    runner = _runner(EpochBasedTrainLoop, 0)
+def test_reset_optimizer_runner_resumes_without_optimizer_and_schedulers(monkeypatch):
     calls = []
 
-    def resume(filename, resume_optimizer=True, resume_param_scheduler=True,
+    def resume(runner, filename, resume_optimizer=True, resume_param_scheduler=True,
                map_location='default'):
         calls.append((filename, resume_optimizer, resume_param_scheduler, map_location))
-        runner.iter, runner.epoch = 6, 1  # what mmengine restores from the checkpoint
+        loop = runner.train_loop
+        loop._iter, loop._epoch = 6, 1  # what mmengine restores from the checkpoint
 
-    runner.resume = resume
-    reset_optimizer_on_resume(runner)
-    runner.resume('work/iter_6.pth')
+    # mmengine's resume (which needs a whole Runner and a checkpoint) is stood in for;
+    # the subclass's override is what runs, as Runner.load_or_resume calls it
+    monkeypatch.setattr(Runner, 'resume', resume)
+    parts = _runner(EpochBasedTrainLoop, 0)
+    runner = ResetOptimizerRunner.__new__(ResetOptimizerRunner)
+    runner._train_loop, runner.optim_wrapper = parts.train_loop, parts.optim_wrapper
+    runner.param_schedulers = parts.param_schedulers
+    runner.resume('work/iter_6.pth')  # as load_or_resume calls it: the filename only
     assert calls == [('work/iter_6.pth', False, False, 'default')]
     # 6 iterations done: the warmup has ended, the epoch step at 2 not yet come
     expected = _uninterrupted_lrs(EpochBasedTrainLoop, 7)[6]
     assert runner.optim_wrapper.get_lr()['lr'][0] == expected == pytest.approx(0.1)
+
+
+def test_reset_optimizer_runner_is_registered():
+    assert RUNNERS.get('ResetOptimizerRunner') is ResetOptimizerRunner
+    assert issubclass(ResetOptimizerRunner, Runner)

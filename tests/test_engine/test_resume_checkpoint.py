@@ -109,6 +109,7 @@ def test_newest_is_the_highest_number_and_mtime_decides_between_kinds(tmp_path):
     assert newest_checkpoint_file(str(tmp_path)) == str(tmp_path / 'iter_12.pth')
 
 
+@pytest.mark.slow
 def test_train_resumes_past_a_pointer_from_another_machine(tmp_path):
     data_root = tmp_path / 'data'
     config = write_config(tmp_path, 'one_epoch')

@@ -69,6 +69,7 @@ def iter_runs(tmp_path_factory, data_root):
                 scalars_after_kill=scalars_after_kill, resume_output=result.stdout + result.stderr)
 
 
+@pytest.mark.slow
 def test_two_runs_of_a_deterministic_config_log_identical_losses(iter_runs):
     straight = train_scalars(iter_runs['straight'])
     second = iter_runs['scalars_after_kill']  # run B up to its kill, same config otherwise
@@ -79,6 +80,7 @@ def test_two_runs_of_a_deterministic_config_log_identical_losses(iter_runs):
         assert second[it]['lr'] == straight[it]['lr']
 
 
+@pytest.mark.slow
 def test_kill_while_writing_leaves_the_previous_checkpoint_as_latest(iter_runs):
     killed = iter_runs['killed']
     # at the kill: iter_3 complete, iter_6 only as a partial .tmp, last_checkpoint -> iter_3
@@ -93,6 +95,7 @@ def test_kill_while_writing_leaves_the_previous_checkpoint_as_latest(iter_runs):
         assert f.read() == osp.join(killed, 'iter_7.pth')
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_the_straight_run_bitwise(iter_runs):
     straight, resumed = train_scalars(iter_runs['straight']), train_scalars(iter_runs['killed'])
     for it in range(4, 8):  # trained by the resumed run
@@ -104,6 +107,7 @@ def test_resume_after_kill_matches_the_straight_run_bitwise(iter_runs):
     assert actual['meta']['iter'] == 7
 
 
+@pytest.mark.slow
 def test_mid_epoch_resume_of_an_epoch_based_run_is_exact(tmp_path, data_root):
     config = write_config(tmp_path, 'epoch_based', '''
 train_cfg = dict(max_epochs=2, val_interval=1)
@@ -167,6 +171,7 @@ def _assert_same_checkpoint(actual_path, expected_path) -> None:
     assert actual['meta']['iter'] == expected['meta']['iter']
 
 
+@pytest.mark.slow
 def test_extending_a_finished_run_by_an_epoch_is_bitwise_exact(epoch_runs, data_root):
     config, extended = epoch_runs['config'], epoch_runs['folder'] / 'extended'
     result = train(config, extended, data_root, cfg_options=['train_cfg.max_epochs=1'])
@@ -178,6 +183,7 @@ def test_extending_a_finished_run_by_an_epoch_is_bitwise_exact(epoch_runs, data_
     _assert_same_checkpoint(extended / 'epoch_2.pth', epoch_runs['straight'] / 'epoch_2.pth')
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_right_after_an_epoch_checkpoint_is_bitwise_exact(
         epoch_runs, data_root):
     folder = epoch_runs['folder']
@@ -195,6 +201,7 @@ def test_resume_after_a_kill_right_after_an_epoch_checkpoint_is_bitwise_exact(
     _assert_same_checkpoint(killed / 'epoch_2.pth', epoch_runs['straight'] / 'epoch_2.pth')
 
 
+@pytest.mark.slow
 def test_mid_epoch_resume_with_a_persistent_worker_is_exact(tmp_path, data_root):
     config = write_config(tmp_path, 'mid_epoch_2', PERSISTENT_WORKERS + (
         'default_hooks = dict(checkpoint=dict(by_epoch=False, interval=3, '

@@ -244,6 +244,7 @@ def broken_shapes(tmp_path_factory):
     return root, ann_file, first['id'], checkpoint
 
 
+@pytest.mark.slow
 def test_test_tool_warns_once_and_evaluates(broken_shapes, tmp_path):
     root, ann_file, first_id, checkpoint = broken_shapes
     proc = run_tool('test', [TINY_CONFIG, checkpoint, '--work-dir', tmp_path / 'work',
@@ -257,6 +258,7 @@ def test_test_tool_warns_once_and_evaluates(broken_shapes, tmp_path):
     assert 'coco/bbox_mAP: ' in proc.stdout
 
 
+@pytest.mark.slow
 def test_test_tool_strict_stops_before_testing_and_keeps_out_file(broken_shapes, tmp_path):
     root, ann_file, first_id, checkpoint = broken_shapes
     out = tmp_path / 'results.pkl'

@@ -128,6 +128,7 @@ def test_demo_refuses_it_and_loads_it_only_when_that_file_is_trusted(call_tool, 
     assert (tmp_path / 'out' / 'preds' / 'img.json').is_file()
 
 
+@pytest.mark.slow
 def test_our_own_checkpoints_resume_under_the_allow_list(tmp_path):
     """Optimizer, two param schedulers, message hub and EMA state: nothing else needed."""
     config = tmp_path / 'tiny_ema.py'

@@ -61,6 +61,7 @@ def _error_line(proc) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_predictions_are_kept_when_a_metric_fails(setup, tmp_path):
     out = tmp_path / 'results.pkl'
     out.write_bytes(pickle.dumps(EARLIER))
@@ -76,6 +77,7 @@ def test_predictions_are_kept_when_a_metric_fails(setup, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.endswith('.tmp')]
 
 
+@pytest.mark.slow
 def test_checkpoint_that_does_not_fit_is_refused_and_out_file_kept(setup, tmp_path):
     out = tmp_path / 'results.pkl'
     out.write_bytes(pickle.dumps(EARLIER))

@@ -95,6 +95,7 @@ def data_root(tmp_path_factory):
     return tmp_path_factory.mktemp('shapes_tiny')
 
 
+@pytest.mark.slow
 def test_nonfinite_stop_prints_a_resume_recipe_that_works(tmp_path, data_root):
     config = write_config(tmp_path, 'diverges', ITER_BASED + '''
 custom_hooks = [dict(type='NumClassCheckHook'), dict(type='NonFiniteLossHook'),
@@ -142,6 +143,7 @@ custom_hooks = [dict(type='NumClassCheckHook'), dict(type='NonFiniteLossHook'),
     assert resumed_lrs[4] == pytest.approx(1e-4 * (0.1 + 0.9 * 3 / 5))
 
 
+@pytest.mark.slow
 def test_skip_nonfinite_stops_after_max_consecutive_skips(tmp_path, data_root):
     config = write_config(tmp_path, 'always_nan', ITER_BASED + '''
 custom_hooks = [dict(type='NumClassCheckHook'),
@@ -170,6 +172,7 @@ custom_hooks = [dict(type='NumClassCheckHook'),
     assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_3.pth']
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_training_prints_one_line_with_the_resume_command(tmp_path, data_root):
     work_dir = tmp_path / 'work'
     data_options = tiny_data_cfg_options(data_root)
@@ -313,4 +316,23 @@ def test_reset_optimizer_needs_resume(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "error: --reset-optimizer only applies with --resume (it keeps the checkpoint's "
         "weights and counters but the config's optimizer)  (set MMDET_LITE_DEBUG=1 for the "
+        'traceback)\n')
+
+
+def test_reset_optimizer_refuses_a_config_with_another_runner_type(tmp_path, monkeypatch,
+                                                                   capsys):
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    monkeypatch.delenv('MMDET_LITE_DEBUG', raising=False)
+    checkpoint = tmp_path / 'iter_3.pth'
+    checkpoint.write_bytes(b'')  # never read: refused before the Runner is built
+    with pytest.raises(SystemExit) as exit_info:
+        load_script('train').main([TINY_CONFIG, '--work-dir', str(tmp_path / 'work'),
+                                   '--resume', str(checkpoint), '--reset-optimizer',
+                                   '--cfg-options', '+runner_type=Runner'])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: --reset-optimizer trains with mmdet_lite's ResetOptimizerRunner, whose resume "
+        "keeps the config's optimizer and lr schedule, but the config sets "
+        "runner_type='Runner': remove runner_type from the config, or derive that runner "
+        'from mmdet_lite.engine.ResetOptimizerRunner  (set MMDET_LITE_DEBUG=1 for the '
         'traceback)\n')

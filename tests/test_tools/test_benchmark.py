@@ -86,6 +86,7 @@ def test_model_mode_compares_faster_rcnn_with_torchvision(capsys):
                          r'train_step [\d.]+$', out, re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_model_mode_compares_mask_rcnn_with_masks(capsys):
     tool.main(['model', MASK_CFG, *TINY, '--num-gt', '2', *SMALL_MASK])
     out = capsys.readouterr().out
@@ -97,6 +98,7 @@ def test_model_mode_compares_mask_rcnn_with_masks(capsys):
     assert 'ratio mmdet_lite/torchvision' in out
 
 
+@pytest.mark.slow
 def test_dataloader_mode_reports_images_per_second(capsys):
     tool.main(['dataloader', SHAPES_CFG, '--num-batches', '2', '--num-workers', '0'])
     out = capsys.readouterr().out

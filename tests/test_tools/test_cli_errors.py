@@ -18,6 +18,7 @@ from mmdet_lite.apis.cli import load_config, one_line_message
 TOOLS_DIR = Path(REPO_ROOT) / 'tools'
 
 
+@pytest.mark.slow
 def test_missing_config_in_a_real_subprocess(tmp_path):
     proc = run_tool('train', [tmp_path / 'nope.py'])
     assert_one_line_error(proc, 'config file not found', 'nope.py')
@@ -43,6 +44,7 @@ def test_out_must_be_a_pickle(call_tool, tmp_path):
     assert_one_line_error(proc, '--out must be a .pkl/.pickle file', 'r.json')
 
 
+@pytest.mark.slow
 def test_deleted_image_names_the_file(tmp_path):
     from mmdet_lite.datasets import ShapesDataset
     dataset_cfg = Config.fromfile(TINY_CONFIG).train_dataloader.dataset

@@ -31,6 +31,7 @@ def plugin_config(tmp_path):
     return str(path)
 
 
+@pytest.mark.slow
 def test_plugin_neck_trains_from_a_config(plugin_config, tmp_path):
     work_dir = tmp_path / 'work'
     proc = run_tool('train', [plugin_config, '--work-dir', work_dir, '--cfg-options',

@@ -56,6 +56,7 @@ def setup(tmp_path_factory):
     return dict(root=root, config=str(config), ckpt=str(ckpt), images=images)
 
 
+@pytest.mark.slow
 def test_demo_writes_drawings_and_json_matching_inference_detector(setup, tmp_path):
     out_dir = tmp_path / 'out'
     proc = run_tool(DEMO, [setup['images'], setup['config'], '--weights', setup['ckpt'],

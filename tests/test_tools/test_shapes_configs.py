@@ -51,6 +51,7 @@ def _train(config: Path, work_dir: Path, options: list) -> tuple:
     return train, val, proc
 
 
+@pytest.mark.slow
 def test_retinanet_shapes_config_trains_and_evaluates(data_root, tmp_path):
     config = SHAPES / 'retinanet_r18_fpn_shapes.py'
     train, val, _ = _train(config, tmp_path, _small_run_options(config, data_root))
@@ -60,6 +61,7 @@ def test_retinanet_shapes_config_trains_and_evaluates(data_root, tmp_path):
     assert (tmp_path / 'epoch_1.pth').is_file()
 
 
+@pytest.mark.slow
 def test_detr_shapes_config_fine_tunes_the_given_backbone(data_root, tmp_path):
     # The backbone checkpoint a Faster R-CNN shapes run would leave (its backbone keys).
     register_all_modules()

@@ -64,6 +64,7 @@ def first_run(tmp_path_factory, data_root):
     return work_dir, run_dir, last_checkpoint
 
 
+@pytest.mark.slow
 def test_train_writes_logs_and_checkpoints_and_keeps_work_dir(first_run):
     work_dir, run_dir, last_checkpoint = first_run
     assert (work_dir / 'keep_me.txt').read_text() == 'user notes'
@@ -92,6 +93,7 @@ def test_train_writes_logs_and_checkpoints_and_keeps_work_dir(first_run):
     assert {'state_dict', 'message_hub', 'optimizer', 'param_schedulers'} <= set(checkpoint)
 
 
+@pytest.mark.slow
 def test_resume_restores_counter_message_hub_optimizer_and_scheduler(first_run, data_root):
     work_dir, first_dir, _ = first_run
     first_train, _ = _scalars(first_dir)
@@ -124,6 +126,7 @@ def test_resume_restores_counter_message_hub_optimizer_and_scheduler(first_run, 
     assert (work_dir / 'keep_me.txt').is_file()
 
 
+@pytest.mark.slow
 def test_test_tool_evaluates_dumps_predictions_and_draws(first_run, data_root, tmp_path):
     work_dir, _, _ = first_run
     out = tmp_path / 'results.pkl'
@@ -163,6 +166,7 @@ def test_test_tool_evaluates_dumps_predictions_and_draws(first_run, data_root, t
     assert edges.mean() > 0.5
 
 
+@pytest.mark.slow
 def test_amp_on_cpu_trains_in_bf16_and_auto_scale_lr_scales(data_root, tmp_path):
     # a hook records conv1's output dtype; the config trains on 2 images (one iteration)
     (tmp_path / 'dtype_probe.py').write_text(

@@ -1,8 +1,8 @@
 """Stop, or skip the step, when a loss becomes NaN or infinite.
 
 Without a check, one non-finite loss turns every parameter into NaN through the optimizer
-step, and training goes on for hours producing nothing. This hook checks each loss term
-after the model computes them and before the optimizer wrapper updates anything:
+step, and training goes on for hours producing nothing. This hook checks the loss after
+the model computes it and before the optimizer wrapper updates anything:
 
 - by default it raises ``FloatingPointError`` naming the iteration and the non-finite
   terms (``loss_bbox=nan``), so the run ends with a non-zero exit status and its last
@@ -20,23 +20,39 @@ In distributed training the ranks agree first (one small all-reduce per iteratio
 any rank's loss is non-finite, every rank stops or skips, so they stay in step and DDP's
 gradient all-reduce never waits for a rank that skipped.
 
-How it hooks in: the model's ``parse_losses`` (mmengine's ``BaseModel``, which both
-``train_step`` and ``MMDistributedDataParallel.train_step`` call) and the optimizer
-wrapper's ``update_params`` are wrapped on the instances in ``before_train``; that works for
-every optimizer wrapper type (``OptimWrapper``, AMP ones) without changing configs.
+How it hooks in, through public extension points only: in ``before_train`` the hook
+attaches itself to the Runner's optimizer wrapper with
+:meth:`~mmdet_lite.engine.optim_wrappers.NonFiniteGuardMixin.attach_nonfinite_guard`. The
+wrapper's ``update_params(loss)``, which ``train_step`` calls with the parsed loss, then
+checks the loss first and, when it is non-finite on any rank, updates nothing (no backward,
+no step, no ``zero_grad``) and tells the hook. The hook acts in ``after_train_iter``, whose
+``outputs`` are the step's ``log_vars`` (the per-term losses that name the culprits): it
+raises, or restores the BN statistics, counts and warns. The weights are not poisoned by
+then, since the wrapper skipped the step. The hook's priority, ``HIGHEST``, makes it run
+before every other ``after_train_iter`` (mmengine's ``RuntimeInfoHook``, ``VERY_HIGH``, puts
+``outputs`` into the log; the param scheduler and checkpoint hooks come later): a stop
+happens before anything else sees the step, and a skipped step's non-finite terms are
+removed from ``outputs`` before they reach the log.
+
+The optimizer wrapper must inherit ``NonFiniteGuardMixin``: mmdet_lite's ``OptimWrapper``,
+``AmpOptimWrapper`` (registered under mmengine's names, so configs in the ``mmdet_lite``
+scope get them unchanged) and ``CPUAmpOptimWrapper`` do. With another wrapper
+``before_train`` raises ``TypeError`` saying so.
 """
 import math
 import os.path as osp
 import shlex
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
-from mmengine.dist import all_gather_object, all_reduce, get_world_size
+from mmengine.dist import all_gather_object, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapperDict
 from torch import nn
 
 from ...registry import HOOKS
+from ..optim_wrappers import NonFiniteGuardMixin
 
 # Message hub keys: the scalar shown in the log, and the count kept across resumes.
 SKIPS_SCALAR = 'train/nonfinite_skips'
@@ -85,13 +101,17 @@ def _plain_resume_command(runner, reset_optimizer: bool, cfg_options: Dict[str, 
 class NonFiniteLossHook(Hook):
     """Raise, or skip the optimizer step, when a training loss term is not finite.
 
+    Needs an optimizer wrapper with
+    :class:`~mmdet_lite.engine.optim_wrappers.NonFiniteGuardMixin` (see the module
+    docstring); its priority is ``HIGHEST`` so that its ``after_train_iter`` runs first.
+
     Args:
         skip_nonfinite (bool): Skip such steps instead of stopping. Defaults to False.
         max_consecutive_skips (int): With ``skip_nonfinite``, stop anyway when this many
             steps in a row were non-finite (a finite step resets the count). Defaults to 5.
     """
 
-    priority = 'VERY_HIGH'
+    priority = 'HIGHEST'
 
     def __init__(self, skip_nonfinite: bool = False, max_consecutive_skips: int = 5) -> None:
         if not isinstance(skip_nonfinite, bool):
@@ -109,55 +129,61 @@ class NonFiniteLossHook(Hook):
         # the current run of consecutive skipped steps: how many, and the terms involved
         self._consecutive_skips = 0
         self._streak_terms: List[str] = []
-        self._skip_next_update = False
+        # this rank's loss of the current iteration's skipped update (None: not skipped)
+        self._skipped_loss: Optional[float] = None
         self._buffers_before_iter: Dict[str, torch.Tensor] = {}
+        self._guarded: List[NonFiniteGuardMixin] = []
 
     def before_train(self, runner) -> None:
-        model = _unwrap(runner.model)
-        parse_losses = model.parse_losses
-
-        def checked_parse_losses(losses: dict) -> Tuple[torch.Tensor, dict]:
-            loss, log_vars = parse_losses(losses)
-            return loss, self._check(runner, log_vars)
-
-        model.parse_losses = checked_parse_losses
         optim_wrapper = runner.optim_wrapper
-        update_params = optim_wrapper.update_params
-
-        def guarded_update_params(*args, **kwargs) -> None:
-            if self._skip_next_update:
-                self._skip_next_update = False  # no backward, no step, no zero_grad
-                return
-            update_params(*args, **kwargs)
-
-        optim_wrapper.update_params = guarded_update_params
+        wrappers = (list(optim_wrapper.values()) if isinstance(optim_wrapper, OptimWrapperDict)
+                    else [optim_wrapper])
+        for wrapper in wrappers:
+            if not isinstance(wrapper, NonFiniteGuardMixin):
+                kind = type(wrapper)
+                raise TypeError(
+                    f'NonFiniteLossHook needs an optimizer wrapper that can skip a step '
+                    f'before its backward, but the runner\'s is {kind.__module__}.'
+                    f'{kind.__qualname__}. Use mmdet_lite\'s OptimWrapper, AmpOptimWrapper or '
+                    f'CPUAmpOptimWrapper (configs with default_scope=\'mmdet_lite\' get them '
+                    f'for type=\'OptimWrapper\' / \'AmpOptimWrapper\'), or put '
+                    f'mmdet_lite.engine.NonFiniteGuardMixin first in the bases of '
+                    f'{kind.__name__}: class {kind.__name__}(NonFiniteGuardMixin, ...)')
+        for wrapper in wrappers:
+            wrapper.attach_nonfinite_guard(self._update_skipped)
+        self._guarded = wrappers
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._skipped_loss = None
         if self.skip_nonfinite:
             # the forward pass updates BN running statistics; a skipped step restores them,
             # since the input that made the loss non-finite may have poisoned them too
             self._buffers_before_iter = {
                 name: buf.clone() for name, buf in _unwrap(runner.model).named_buffers()}
 
-    def after_train(self, runner) -> None:
-        skips = runner.message_hub.get_info(SKIPS_INFO, 0)
-        if skips:
-            runner.logger.warning(f'NonFiniteLossHook: skipped {skips} optimizer step(s) '
-                                  'with a non-finite loss during this training')
+    def _update_skipped(self, loss: torch.Tensor) -> None:
+        """The guard: the optimizer wrapper skipped an update, ``loss`` being non-finite on
+        this rank or on another."""
+        value = _as_float(loss)
+        if self._skipped_loss is None or math.isfinite(self._skipped_loss):
+            self._skipped_loss = value
 
-    def _check(self, runner, log_vars: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Stop or mark the step as skipped if a term is non-finite on any rank.
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs: Optional[dict] = None) -> None:
+        """Stop, or count the skipped step, when the wrapper skipped this step's update.
 
-        Returns:
-            dict: ``log_vars``, without this rank's non-finite terms when the step is
-            skipped (so one bad step does not turn the smoothed losses in the log into NaN).
+        ``outputs`` (the step's ``log_vars``) name the non-finite terms; in a skipped step
+        this rank's non-finite terms are removed from it, so that one bad step does not turn
+        the smoothed losses in the log into NaN.
         """
-        local_bad = nonfinite_terms(log_vars)
-        bad_terms = self._gather_bad_terms(log_vars, local_bad)
-        if not bad_terms:
+        if self._skipped_loss is None:
             self._consecutive_skips = 0
             self._streak_terms = []
-            return log_vars
+            return
+        log_vars = outputs if outputs is not None else {}
+        local_bad = nonfinite_terms(log_vars)
+        bad_terms = self._gather_bad_terms(log_vars, local_bad, self._skipped_loss)
+        self._skipped_loss = None
         where = f'iteration {runner.iter + 1} (epoch {runner.epoch + 1}): {bad_terms}'
         if not self.skip_nonfinite:
             raise FloatingPointError(
@@ -165,7 +191,8 @@ class NonFiniteLossHook(Hook):
                 f'so the weights are not poisoned. {self._recipe(runner)}; other fixes: '
                 f'clip_grad, check the labels. Or skip such steps: '
                 f'{self._skip_option(runner)}')
-        self._skip_next_update = True
+        for name in local_bad:
+            log_vars.pop(name)
         with torch.no_grad():
             for name, buf in _unwrap(runner.model).named_buffers():
                 if name in self._buffers_before_iter:
@@ -185,26 +212,33 @@ class NonFiniteLossHook(Hook):
                 f'last at {where}. The training has diverged and skipping cannot help '
                 f'(max_consecutive_skips={self.max_consecutive_skips}): stopped. '
                 f'{self._recipe(runner)}; other fixes: clip_grad, check the labels')
-        return {name: value for name, value in log_vars.items() if name not in local_bad}
+
+    def after_train(self, runner) -> None:
+        for wrapper in self._guarded:
+            wrapper.detach_nonfinite_guard()
+        self._guarded = []
+        skips = runner.message_hub.get_info(SKIPS_INFO, 0)
+        if skips:
+            runner.logger.warning(f'NonFiniteLossHook: skipped {skips} optimizer step(s) '
+                                  'with a non-finite loss during this training')
 
     @staticmethod
-    def _gather_bad_terms(log_vars: Dict[str, torch.Tensor], local_bad: List[str]) -> str:
+    def _gather_bad_terms(log_vars: Dict[str, torch.Tensor], local_bad: List[str],
+                          local_loss: float) -> str:
         """``'loss_bbox=nan'`` (``'loss_bbox=nan on rank 1'`` when distributed) for the
-        non-finite terms of every rank; ``''`` if all are finite everywhere.
+        non-finite terms of every rank.
 
-        The total ``'loss'`` is named only when no term explains it (an overflow of the sum).
-        Every rank must call this: ranks first agree, with one fixed-size all-reduce, whether
-        any rank has a non-finite term, and only then exchange the names.
+        The total ``'loss'`` is named only when no term explains it (an overflow of the
+        sum), and from ``local_loss``, the loss the wrapper saw, when ``log_vars`` lack it.
+        Every rank must call this, only in a step that the wrapper skipped (the ranks have
+        agreed on that already, with one all-reduce): they exchange the names.
         """
         culprits = [name for name in local_bad if name != 'loss'] or local_bad
         terms = [(name, _as_float(log_vars[name])) for name in culprits]
+        if not terms and not math.isfinite(local_loss):
+            terms = [('loss', local_loss)]
         if get_world_size() == 1:
             return ', '.join(f'{name}={value}' for name, value in terms)
-        device = next(iter(log_vars.values())).device
-        num_bad_ranks = torch.tensor([float(bool(terms))], device=device)
-        all_reduce(num_bad_ranks, op='sum')
-        if num_bad_ranks.item() == 0:
-            return ''
         return ', '.join(f'{name}={value} on rank {rank}'
                          for rank, rank_terms in enumerate(all_gather_object(terms))
                          for name, value in rank_terms)

@@ -212,7 +212,7 @@ def bbox_mapping_back(bboxes: Tensor, img_shape: Sequence[int],
         Tensor: Boxes of the same shape in original-image pixels.
     """
     boxes = bbox_flip(bboxes, img_shape, flip_direction) if flip else bboxes
-    factor = boxes.new_tensor(scale_factor).flatten()
+    factor = torch.as_tensor(scale_factor, dtype=boxes.dtype, device=boxes.device).flatten()
     if factor.numel() == 2:  # (w, h): the form img_metas['scale_factor'] has
         factor = factor.repeat(2)
     if factor.numel() not in (1, 4):
