@@ -20,7 +20,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from mmdet_lite.apis.cli import read_config_file
+from mmdet_lite.apis.config_loading import read_config_file
 from mmdet_lite.engine.checkpoint import load_local_checkpoint
 from mmdet_lite.engine.weights_fit import check_weights_fit, strip_module_prefix
 from mmdet_lite.registry import DATASETS, MODELS, TRANSFORMS, VISUALIZERS

@@ -1,0 +1,214 @@
+"""Read a config file with one-line errors, and apply ``--cfg-options`` overrides.
+
+``--cfg-options KEY=VALUE`` overrides must name existing keys (a typo would otherwise add
+a silently ignored key), ``+KEY=VALUE`` adds one, and a number in the config must be
+overridden by a number.
+"""
+import ast
+import difflib
+import os.path as osp
+import traceback
+from numbers import Number
+from typing import List, Optional, Tuple
+
+from mmengine.config import Config, DictAction
+
+from .errors import UserInputError, one_line_message
+
+# A --cfg-options key starting with this adds a key the config does not have yet.
+NEW_KEY_PREFIX = '+'
+
+
+def read_config_file(path: str) -> Config:
+    """``Config.fromfile(path)``, with a one-line error for a missing file, bad syntax or
+    a line of the config that raises (``NameError`` ...).
+
+    mmengine parses the config without a file name, so its ``SyntaxError`` reads
+    ``File "<unknown>", line 1`` and does not say which file of a ``_base_`` chain is
+    broken. Here the file and its ``_base_`` files are compiled again, as mmengine resolves
+    them, to name the broken one.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UserInputError: ``path`` or one of its bases is not valid Python, as
+            ``FILE:LINE: syntax error in config: MSG (`CODE`)``, or one of their lines
+            raised, as ``FILE:LINE: error in config: TYPE: MSG``.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file not found: {path}')
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as err:
+        raise UserInputError(_syntax_error_message(str(path), err)) from err
+    except Exception as err:  # noqa: BLE001  (re-raised unless a config line raised it)
+        frame = _config_frame(str(path), err)
+        if frame is None:
+            raise
+        what = type(err).__name__
+        text = one_line_message(err)
+        raise UserInputError(f'{frame.filename}:{frame.lineno}: error in config: {what}'
+                             f'{"" if text == what else ": " + text}') from err
+
+
+def _config_frame(path: str, err: BaseException):
+    """The last traceback frame of ``err`` that runs a line of ``path`` or one of its
+    ``_base_`` files (e.g. a ``NameError`` in the config), or None."""
+    files = {osp.abspath(path)}
+    try:
+        _find_syntax_error(path, chain=(), seen=files)
+    except Exception:  # noqa: BLE001  (then only ``path`` itself is matched)
+        pass
+    frames = [frame for frame in traceback.extract_tb(err.__traceback__)
+              if osp.abspath(frame.filename) in files]
+    return frames[-1] if frames else None
+
+
+def _syntax_error_message(path: str, err: SyntaxError) -> str:
+    """``FILE:LINE: ...`` for the first file of ``path``'s ``_base_`` tree that fails to
+    compile; from ``err`` itself if none does (e.g. a form of config not walked here)."""
+    try:
+        found = _find_syntax_error(path, chain=())
+    except Exception:  # noqa: BLE001  (a base mmengine itself could not read)
+        found = None
+    if found is None:
+        found, chain = err, ()
+        if err.filename in (None, '', '<unknown>', '<string>') or not osp.isfile(
+                str(err.filename)):
+            found.filename = path
+    else:
+        found, chain = found
+    code = (found.text or '').strip()
+    code = code if len(code) <= 80 else code[:77] + '...'
+    where = f'{found.filename}:{found.lineno}' if found.lineno else str(found.filename)
+    message = f'{where}: syntax error in config: {found.msg}'
+    if code:
+        message += f' (`{code}`)'
+    if chain:
+        message += f"; reached through _base_ from {' -> '.join(chain)}"
+    return message
+
+
+def _find_syntax_error(path: str, chain: Tuple[str, ...],
+                       seen: Optional[set] = None) -> Optional[tuple]:
+    """``(SyntaxError, files that include it)`` for the first ``.py`` file of the
+    ``_base_`` tree rooted at ``path`` that does not compile, or None. The absolute path
+    of every file visited is added to ``seen``."""
+    if not path.endswith('.py') or not osp.isfile(path) or path in chain:
+        return None
+    if seen is not None:
+        seen.add(osp.abspath(path))
+    with open(path, encoding='utf-8') as f:
+        source = f.read()
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as err:
+        err.filename = path
+        return err, chain
+    for base in _base_files(tree):
+        base_path, _ = Config._get_cfg_path(base, path)  # how mmengine resolves it
+        found = _find_syntax_error(osp.normpath(base_path), chain + (path, ), seen)
+        if found is not None:
+            return found
+    return None
+
+
+def _base_files(tree: ast.Module) -> List[str]:
+    """The ``_base_ = ...`` entries of a parsed config (a str or a list of str)."""
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == '_base_'):
+            value = ast.literal_eval(node.value)
+            return [value] if isinstance(value, str) else list(value)
+    return []
+
+
+def load_config(path: str, cfg_options: Optional[List[str]] = None) -> Config:
+    """Load a config file and apply ``--cfg-options KEY=VALUE`` overrides.
+
+    Every overridden key must already exist in the config (a typo would otherwise add a
+    new, silently ignored key); the error lists the nearest existing keys. A key written
+    ``+KEY=VALUE`` is added even if the config lacks it (``+custom_hooks=[...]``). A key
+    whose value in the config is a number must get a number (``lr=1e-3x`` is an error,
+    not the string ``'1e-3x'``).
+
+    Args:
+        path (str): Config file.
+        cfg_options (list[str], optional): ``KEY=VALUE`` strings as given on the command
+            line (values parsed like mmengine's ``DictAction``: ints, floats, lists, tuples).
+
+    Returns:
+        Config: The merged config.
+
+    Raises:
+        FileNotFoundError: The config file does not exist.
+        UserInputError: The config (or a ``_base_``) has a syntax error, an item is not
+            ``KEY=VALUE``, or a number is overridden by something that is not a number.
+        KeyError: An overridden key is not in the config.
+    """
+    cfg = read_config_file(path)
+    if cfg_options:
+        options = {}
+        for key, (text, value) in _split_cfg_options(cfg_options).items():
+            if key.startswith(NEW_KEY_PREFIX):
+                key = key[len(NEW_KEY_PREFIX):]
+            else:
+                check_value_type(key, text, value, check_key_exists(cfg, key))
+            options[key] = value
+        cfg.merge_from_dict(options)
+    return cfg
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, Number) and not isinstance(value, bool)
+
+
+def check_value_type(key: str, text: str, value, current) -> None:
+    """Raise ``UserInputError`` when a number in the config is overridden by a non-number.
+
+    ``None`` stays allowed (it switches things off). Other types are not checked: strings,
+    bools, lists and dicts replace each other legitimately in configs.
+    """
+    if _is_number(current) and value is not None and not _is_number(value):
+        raise UserInputError(f'--cfg-options {key}={text}: expected a number (the config '
+                             f'has {current!r}), got {text!r}')
+
+
+def _split_cfg_options(items: List[str]) -> dict:
+    """``{KEY: (VALUE text, parsed VALUE)}``, parsed as by mmengine's ``DictAction``."""
+    options = {}
+    for item in items:
+        if '=' not in item:
+            raise UserInputError(f'--cfg-options expects KEY=VALUE, got {item!r}')
+        key, text = item.split('=', maxsplit=1)
+        options[key] = (text, DictAction._parse_iterable(text))
+    return options
+
+
+def parse_cfg_options(items: List[str]) -> dict:
+    """Parse ``KEY=VALUE`` strings the way mmengine's ``DictAction`` does."""
+    return {key: value for key, (_, value) in _split_cfg_options(items).items()}
+
+
+def check_key_exists(cfg: Config, dotted_key: str):
+    """The value at ``dotted_key`` in ``cfg``; ``KeyError`` naming the nearest keys when
+    it is not there."""
+    node, walked = cfg._cfg_dict, []
+    for part in dotted_key.split('.'):
+        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            options = list(node.keys()) if isinstance(node, dict) else []
+            prefix = '.'.join(walked)
+            near = difflib.get_close_matches(part, options, n=5, cutoff=0.4)
+            near = [f'{prefix}.{k}' if prefix else k for k in near]
+            hint = (f'nearest keys: {", ".join(near)}' if near else
+                    f'keys at {prefix or "the top level"}: '
+                    f'{", ".join(map(str, options[:15])) or "(none)"}')
+            raise KeyError(f'--cfg-options: {dotted_key!r} is not a key of the config '
+                           f'({part!r} not found under {prefix or "the top level"}); {hint}. '
+                           f'To add a new key on purpose, write it as '
+                           f'{NEW_KEY_PREFIX}{dotted_key}=VALUE')
+        walked.append(part)
+    return node
