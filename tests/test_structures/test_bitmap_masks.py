@@ -49,7 +49,7 @@ def test_conversions_and_boxes():
     assert t.shape == (2, H, W) and t.dtype == torch.float32
     assert t.sum().item() == 80
     assert masks.to_ndarray() is masks.masks
-    torch.testing.assert_close(masks.get_bboxes(),
+    torch.testing.assert_close(masks.get_bboxes().tensor,
                                torch.tensor([[3., 2., 8., 6.], [0., 0., 6., 10.]]))
 
 

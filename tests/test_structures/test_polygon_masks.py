@@ -54,7 +54,7 @@ def test_rasterise_matches_polygon_areas():
     assert abs(int(bitmap.areas[1]) - 20) <= 3
     assert masks.to_tensor(torch.bool).shape == (2, H, W)
     assert PolygonMasks([], H, W).to_ndarray().shape == (0, H, W)
-    torch.testing.assert_close(masks.get_bboxes()[0], torch.tensor([3., 2., 8., 6.]))
+    torch.testing.assert_close(masks.get_bboxes().tensor[0], torch.tensor([3., 2., 8., 6.]))
 
 
 @pytest.mark.parametrize('direction', ['horizontal', 'vertical', 'diagonal'])

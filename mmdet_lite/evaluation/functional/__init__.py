@@ -1,8 +1,10 @@
 """Evaluation helpers shared by the metrics."""
+from .bbox_overlaps import bbox_overlaps
 from .coco_utils import (gt_to_coco_dict, masks_to_original_shape, results_to_coco,
                          sample_to_gt_dict, xyxy_to_xywh)
 
 __all__ = [
+    'bbox_overlaps',
     'gt_to_coco_dict', 'masks_to_original_shape', 'results_to_coco',
     'sample_to_gt_dict', 'xyxy_to_xywh'
 ]

@@ -1,6 +1,10 @@
 """Pairwise and aligned overlaps (IoU, IoF, GIoU) between sets of (x1, y1, x2, y2) boxes."""
+from typing import Union
+
 import torch
 from torch import Tensor
+
+from .base_boxes import BaseBoxes, BoxValueError
 
 _MODES = ('iou', 'iof', 'giou')
 
@@ -10,11 +14,12 @@ def _check_boxes(boxes: Tensor, name: str) -> None:
         raise TypeError(f'{name} must be a torch.Tensor, but got {type(boxes).__name__}')
     if boxes.dim() < 2 or boxes.size(-1) != 4:
         if not (boxes.numel() == 0 and boxes.dim() >= 1):
-            raise ValueError(f'{name} must have shape [..., N, 4], but got {tuple(boxes.shape)}')
+            raise BoxValueError(f'{name} must have shape [..., N, 4], '
+                                f'but got {tuple(boxes.shape)}')
 
 
-def bbox_overlaps(bboxes1: Tensor,
-                  bboxes2: Tensor,
+def bbox_overlaps(bboxes1: Union[Tensor, BaseBoxes],
+                  bboxes2: Union[Tensor, BaseBoxes],
                   mode: str = 'iou',
                   is_aligned: bool = False,
                   eps: float = 1e-6) -> Tensor:
@@ -25,8 +30,10 @@ def bbox_overlaps(bboxes1: Tensor,
     Leading batch dimensions broadcast against each other like ordinary torch ops.
 
     Args:
-        bboxes1 (Tensor): Boxes of shape [..., M, 4] in (x1, y1, x2, y2) format, or empty.
-        bboxes2 (Tensor): Boxes of shape [..., N, 4] in (x1, y1, x2, y2) format, or empty.
+        bboxes1 (Tensor | BaseBoxes): Boxes of shape [..., M, 4] in (x1, y1, x2, y2) format,
+            or empty. A box object stands for its ``.tensor``.
+        bboxes2 (Tensor | BaseBoxes): Boxes of shape [..., N, 4] in (x1, y1, x2, y2) format,
+            or empty. A box object stands for its ``.tensor``.
         mode (str): One of ``'iou'``, ``'iof'``, ``'giou'``. Defaults to ``'iou'``.
         is_aligned (bool): If True, compare ``bboxes1[i]`` with ``bboxes2[i]`` only; M must
             equal N. Defaults to False.
@@ -42,7 +49,11 @@ def bbox_overlaps(bboxes1: Tensor,
         tensor([[0.3333]])
     """
     if mode not in _MODES:
-        raise ValueError(f'bbox_overlaps mode must be one of {_MODES}, but got {mode!r}')
+        raise BoxValueError(f'bbox_overlaps mode must be one of {_MODES}, but got {mode!r}')
+    if isinstance(bboxes1, BaseBoxes):
+        bboxes1 = bboxes1.tensor
+    if isinstance(bboxes2, BaseBoxes):
+        bboxes2 = bboxes2.tensor
     _check_boxes(bboxes1, 'bboxes1')
     _check_boxes(bboxes2, 'bboxes2')
     # Let an empty 1-D tensor stand for "no boxes".
@@ -53,14 +64,14 @@ def bbox_overlaps(bboxes1: Tensor,
 
     rows, cols = bboxes1.size(-2), bboxes2.size(-2)
     if is_aligned and rows != cols:
-        raise ValueError('bbox_overlaps with is_aligned=True needs the same number of boxes, '
-                         f'but got {rows} and {cols}')
+        raise BoxValueError('bbox_overlaps with is_aligned=True needs the same number of '
+                            f'boxes, but got {rows} and {cols}')
     try:
         batch_shape = torch.broadcast_shapes(bboxes1.shape[:-2], bboxes2.shape[:-2])
     except RuntimeError as err:
-        raise ValueError('bbox_overlaps batch dims of bboxes1 '
-                         f'{tuple(bboxes1.shape[:-2])} and bboxes2 {tuple(bboxes2.shape[:-2])} '
-                         'do not broadcast') from err
+        raise BoxValueError('bbox_overlaps batch dims of bboxes1 '
+                            f'{tuple(bboxes1.shape[:-2])} and bboxes2 '
+                            f'{tuple(bboxes2.shape[:-2])} do not broadcast') from err
 
     if rows * cols == 0:
         out_shape = (rows, ) if is_aligned else (rows, cols)

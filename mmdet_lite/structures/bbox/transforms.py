@@ -1,7 +1,9 @@
 """Box conversions and geometric transforms on plain (x1, y1, x2, y2) box arrays.
 
-Boxes are torch tensors or numpy arrays of shape [..., 4]. The geometric functions (flip, scale,
-project) accept both types and return the input's type. The public functions are those of
+Boxes are torch tensors or numpy arrays of shape [..., 4]; the box-type helpers (get_box_tensor,
+empty_box_as, get_box_wh, scale_boxes, cat_boxes, stack_boxes) also take box objects. The
+geometric functions (flip, scale, project) accept tensors and arrays and return the input's
+type. The public functions are those of
 mmdetection 3.x's ``mmdet/structures/bbox/transforms.py`` that mmdet_lite supports.
 """
 from typing import List, Sequence, Tuple, Union
@@ -9,6 +11,8 @@ from typing import List, Sequence, Tuple, Union
 import numpy as np
 import torch
 from torch import Tensor
+
+from .base_boxes import BaseBoxes
 
 BoxArray = Union[Tensor, np.ndarray]
 
@@ -24,34 +28,87 @@ def _check_last_dim(boxes: BoxArray, name: str, sizes: Tuple[int, ...] = (4, )) 
         raise ValueError(f'{name} must have shape {expected}, but got {tuple(boxes.shape)}')
 
 
-def get_box_tensor(boxes: Tensor) -> Tensor:
+def get_box_tensor(boxes: Union[Tensor, BaseBoxes]) -> Tensor:
     """Return the raw tensor of ``boxes``.
 
-    mmdet wraps boxes in ``BaseBoxes``; here boxes are already tensors, so this only validates.
-
     Args:
-        boxes (Tensor): Boxes of shape [..., 4]. Objects with a ``.tensor`` attribute are
-            unwrapped for compatibility.
+        boxes (Tensor | BaseBoxes): Boxes of shape [..., box_dim].
 
     Returns:
-        Tensor: The same boxes, shape [..., 4].
+        Tensor: ``boxes.tensor`` for a box object (or any object carrying a ``.tensor``),
+        otherwise ``boxes`` itself.
     """
-    if hasattr(boxes, 'tensor') and isinstance(boxes.tensor, Tensor):
+    if isinstance(boxes, BaseBoxes):
         return boxes.tensor
-    if not isinstance(boxes, Tensor):
-        raise TypeError(f'boxes must be a torch.Tensor, but got {type(boxes).__name__}')
+    if isinstance(getattr(boxes, 'tensor', None), Tensor):
+        return boxes.tensor
+    if not isinstance(boxes, (Tensor, np.ndarray)):
+        # Fail here rather than deep inside a head with an unrelated indexing error.
+        raise TypeError(f'boxes must be a Tensor or BaseBoxes, but got {type(boxes).__name__}')
     return boxes
 
 
-def empty_box_as(boxes: Tensor) -> Tensor:
-    """Return an empty [0, 4] box tensor with the dtype and device of ``boxes``."""
+def empty_box_as(boxes: Union[Tensor, BaseBoxes]) -> Union[Tensor, BaseBoxes]:
+    """Return empty boxes of the kind, dtype and device of ``boxes``.
+
+    Args:
+        boxes (Tensor | BaseBoxes): Template boxes.
+
+    Returns:
+        Tensor | BaseBoxes: An empty box object of the same class (shape [0, box_dim]) for a
+        box object, otherwise an empty [0, 4] tensor.
+    """
+    if isinstance(boxes, BaseBoxes):
+        return boxes.empty_boxes()
     return boxes.new_zeros(0, 4)
 
 
-def get_box_wh(boxes: Tensor) -> Tuple[Tensor, Tensor]:
-    """Return widths and heights, each of shape [...], of boxes of shape [..., 4]."""
+def get_box_wh(boxes: Union[Tensor, BaseBoxes]) -> Tuple[Tensor, Tensor]:
+    """Return widths and heights, each of shape [...], of boxes of shape [..., 4].
+
+    Args:
+        boxes (Tensor | BaseBoxes): Box objects use their ``widths``/``heights``; tensors are
+            read as (x1, y1, x2, y2).
+
+    Returns:
+        tuple[Tensor, Tensor]: Widths and heights.
+    """
+    if isinstance(boxes, BaseBoxes):
+        return boxes.widths, boxes.heights
     _check_last_dim(boxes, 'boxes')
     return boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+
+
+def cat_boxes(data_list: List[Union[Tensor, BaseBoxes]],
+              dim: int = 0) -> Union[Tensor, BaseBoxes]:
+    """Concatenate tensors or box objects (of one class) along ``dim``.
+
+    Args:
+        data_list (list[Tensor | BaseBoxes]): Items of one kind.
+        dim (int): Dimension to concatenate along. Defaults to 0.
+
+    Returns:
+        Tensor | BaseBoxes: A box object if the items are box objects, else a tensor.
+    """
+    if data_list and isinstance(data_list[0], BaseBoxes):
+        return data_list[0].cat(data_list, dim=dim)
+    return torch.cat(data_list, dim=dim)
+
+
+def stack_boxes(data_list: List[Union[Tensor, BaseBoxes]],
+                dim: int = 0) -> Union[Tensor, BaseBoxes]:
+    """Stack tensors or box objects (of one class) along a new dimension ``dim``.
+
+    Args:
+        data_list (list[Tensor | BaseBoxes]): Items of one kind and shape.
+        dim (int): Position of the new dimension. Defaults to 0.
+
+    Returns:
+        Tensor | BaseBoxes: A box object if the items are box objects, else a tensor.
+    """
+    if data_list and isinstance(data_list[0], BaseBoxes):
+        return data_list[0].stack(data_list, dim=dim)
+    return torch.stack(data_list, dim=dim)
 
 
 def bbox_xyxy_to_cxcywh(bbox: Tensor) -> Tensor:
@@ -132,16 +189,21 @@ def bbox_rescale(bboxes: Tensor, scale_factor: float = 1.0) -> Tensor:
     return torch.cat([bboxes[..., :1], scaled], dim=-1) if is_roi else scaled
 
 
-def scale_boxes(boxes: BoxArray, scale_factor: Sequence[float]) -> BoxArray:
+def scale_boxes(boxes: Union[BoxArray, BaseBoxes],
+                scale_factor: Sequence[float]) -> Union[BoxArray, BaseBoxes]:
     """Multiply x coordinates by ``w_scale`` and y coordinates by ``h_scale``.
 
     Args:
-        boxes (Tensor | np.ndarray): Boxes of shape [..., 4].
+        boxes (Tensor | np.ndarray | BaseBoxes): Boxes of shape [..., 4]. A box object is
+            rescaled in place (``rescale_``) and returned, as mmdetection does.
         scale_factor (Sequence[float]): ``(w_scale, h_scale)``.
 
     Returns:
-        Tensor | np.ndarray: Scaled boxes, same type and shape as ``boxes``.
+        Tensor | np.ndarray | BaseBoxes: Scaled boxes, same type and shape as ``boxes``.
     """
+    if isinstance(boxes, BaseBoxes):
+        boxes.rescale_(scale_factor)
+        return boxes
     _check_last_dim(boxes, 'boxes')
     if len(scale_factor) != 2:
         raise ValueError(f'scale_factor must be (w_scale, h_scale), but got {scale_factor}')

@@ -7,8 +7,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base_masks import FLIP_DIRECTIONS, TRANSLATE_DIRECTIONS, BaseInstanceMasks
+from mmdet_lite.utils.util_random import RngLike, ensure_rng
+from .base_masks import (FLIP_DIRECTIONS, TRANSLATE_DIRECTIONS, BaseInstanceMasks,
+                         MaskTypeError, MaskValueError, check_direction)
 from .bitmap_masks import BitmapMasks
+from .random_polygons import random_star_polygon
 from .utils import clip_polygon, polygon_area, polygon_to_bitmap
 
 Polygons = List[np.ndarray]  # the polygons of one object, each a flat [x0, y0, x1, y1, ...]
@@ -34,27 +37,69 @@ class PolygonMasks(BaseInstanceMasks):
     def __init__(self, masks: Sequence[Sequence[Union[np.ndarray, Sequence[float]]]], height: int,
                  width: int) -> None:
         if not isinstance(masks, (list, tuple)):
-            raise TypeError('PolygonMasks masks must be a list (objects) of lists (polygons), '
-                            f'but got {type(masks).__name__}')
+            raise MaskTypeError('PolygonMasks masks must be a list (objects) of lists '
+                                f'(polygons), but got {type(masks).__name__}')
         self.height = int(height)
         self.width = int(width)
         self.masks: List[Polygons] = []
         for i, polys in enumerate(masks):
             if not isinstance(polys, (list, tuple)):
-                raise TypeError(f'PolygonMasks masks[{i}] must be a list of polygons, '
-                                f'but got {type(polys).__name__}')
+                raise MaskTypeError(f'PolygonMasks masks[{i}] must be a list of polygons, '
+                                    f'but got {type(polys).__name__}')
             obj = []
             for poly in polys:
                 poly = poly if isinstance(poly, np.ndarray) else np.asarray(poly, np.float64)
                 if poly.ndim != 1 or len(poly) % 2 != 0:
-                    raise ValueError(f'PolygonMasks masks[{i}] has a polygon of shape '
-                                     f'{poly.shape}; expected a flat [x0, y0, x1, y1, ...] array')
+                    raise MaskValueError(f'PolygonMasks masks[{i}] has a polygon of shape '
+                                         f'{poly.shape}; expected a flat [x0, y0, x1, y1, ...] '
+                                         'array')
                 obj.append(poly)
             self.masks.append(obj)
 
     @classmethod
+    def random(cls,
+               num_masks: int = 3,
+               height: int = 32,
+               width: int = 32,
+               n_verts: int = 5,
+               dtype: type = np.float32,
+               rng: RngLike = None) -> 'PolygonMasks':
+        """Random masks for demos and tests: one simple polygon per object.
+
+        Args:
+            num_masks (int): Number of objects N. Defaults to 3.
+            height (int): Image height. Defaults to 32.
+            width (int): Image width. Defaults to 32.
+            n_verts (int): Vertices per polygon. Defaults to 5.
+            dtype (type): Dtype of the vertex coordinates. Defaults to np.float32.
+            rng (None | int | np.random.RandomState): Seed or random state; None uses
+                numpy's global one.
+
+        Returns:
+            PolygonMasks: N objects, each ``[polygon]`` with a polygon of ``2 * n_verts``
+            coordinates inside the image.
+
+        Example:
+            >>> PolygonMasks.random(rng=0)
+            PolygonMasks(num_masks=3, height=32, width=32)
+        """
+        rng = ensure_rng(rng)
+        masks = []
+        for _ in range(num_masks):
+            points = random_star_polygon(rng, n_verts) * [(width, height)]
+            masks.append([points.astype(dtype).ravel()])
+        return cls(masks, height, width)
+
+    @classmethod
     def cat(cls, masks: Sequence['PolygonMasks']) -> 'PolygonMasks':
-        """Concatenate several PolygonMasks of the same image size along N."""
+        """Concatenate several PolygonMasks of the same image size along N.
+
+        Args:
+            masks (Sequence[PolygonMasks]): Non-empty sequence of masks.
+
+        Returns:
+            PolygonMasks: All objects, in order, with the first item's height and width.
+        """
         cls._check_cat_inputs(masks)
         merged = [obj for m in masks for obj in m.masks]
         return cls(merged, masks[0].height, masks[0].width)
@@ -103,15 +148,6 @@ class PolygonMasks(BaseInstanceMasks):
         return np.array([sum(polygon_area(p) for p in obj) for obj in self.masks],
                         dtype=np.float64)
 
-    def get_bboxes(self, dst_type: str = 'hbb') -> Tensor:
-        """Boxes [N, 4] (x1, y1, x2, y2) spanning each object's vertices; zeros if none."""
-        boxes = np.zeros((len(self), 4), dtype=np.float32)
-        for i, obj in enumerate(self.masks):
-            if obj:
-                pts = np.concatenate([p.reshape(-1, 2) for p in obj])
-                boxes[i] = [*pts.min(axis=0), *pts.max(axis=0)]
-        return torch.from_numpy(boxes)
-
     # --- geometric ops ------------------------------------------------------------------
     def rescale(self, scale: Union[float, Tuple[int, int]],
                 interpolation: Optional[str] = None) -> 'PolygonMasks':
@@ -125,9 +161,7 @@ class PolygonMasks(BaseInstanceMasks):
         return self._map_points(lambda xs, ys: (xs * w_scale, ys * h_scale), out_h, out_w)
 
     def flip(self, flip_direction: str = 'horizontal') -> 'PolygonMasks':
-        if flip_direction not in FLIP_DIRECTIONS:
-            raise ValueError(f'flip_direction must be one of {FLIP_DIRECTIONS}, '
-                             f'but got {flip_direction!r}')
+        check_direction(flip_direction, FLIP_DIRECTIONS, 'flip_direction')
         flip_x = flip_direction in ('horizontal', 'diagonal')
         flip_y = flip_direction in ('vertical', 'diagonal')
         w, h = self.width, self.height
@@ -142,8 +176,8 @@ class PolygonMasks(BaseInstanceMasks):
         """Clip every polygon to ``bbox`` and move it into the crop's frame."""
         bbox = np.asarray(bbox, dtype=np.float64)
         if bbox.shape != (4, ):
-            raise ValueError(f'crop bbox must have shape (4,) as (x1, y1, x2, y2), '
-                             f'but got {bbox.shape}')
+            raise MaskValueError(f'crop bbox must have shape (4,) as (x1, y1, x2, y2), '
+                                 f'but got {bbox.shape}')
         x1, x2 = np.clip(bbox[0::2], 0, self.width)
         y1, y2 = np.clip(bbox[1::2], 0, self.height)
         w, h = max(x2 - x1, 1), max(y2 - y1, 1)
@@ -181,10 +215,12 @@ class PolygonMasks(BaseInstanceMasks):
         Returns:
             PolygonMasks: K objects on an ``out_shape`` canvas; ``to_ndarray()`` rasterises.
         """
+        out_h, out_w = int(out_shape[0]), int(out_shape[1])
+        if len(self) == 0:
+            return PolygonMasks([], out_h, out_w)
         if not binarize:
             raise ValueError('PolygonMasks.crop_and_resize only makes binary masks; '
                              'binarize=False (soft_mask_target) needs BitmapMasks')
-        out_h, out_w = int(out_shape[0]), int(out_shape[1])
         if isinstance(bboxes, Tensor):
             bboxes = bboxes.detach().cpu().numpy()
         if isinstance(inds, Tensor):
@@ -192,13 +228,13 @@ class PolygonMasks(BaseInstanceMasks):
         bboxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
         inds = np.asarray(inds).reshape(-1)
         if len(inds) != len(bboxes):
-            raise ValueError(f'crop_and_resize needs one index per box, but got {len(inds)} '
-                             f'inds for {len(bboxes)} bboxes')
+            raise MaskValueError(f'crop_and_resize needs one index per box, but got '
+                                 f'{len(inds)} inds for {len(bboxes)} bboxes')
         resized = []
         for bbox, ind in zip(bboxes, inds):
-            # Degenerate boxes would divide by zero; treat them as at least 0.1 px.
-            w_scale = out_w / max(bbox[2] - bbox[0], 0.1)
-            h_scale = out_h / max(bbox[3] - bbox[1], 0.1)
+            # As mmdetection: boxes under 1 px count as 1 px, so the scale stays finite.
+            w_scale = out_w / max(bbox[2] - bbox[0], 1.0)
+            h_scale = out_h / max(bbox[3] - bbox[1], 1.0)
             obj = []
             for poly in self.masks[int(ind)]:
                 new_poly = poly.astype(np.float64)  # astype copies
@@ -217,10 +253,15 @@ class PolygonMasks(BaseInstanceMasks):
                   direction: str = 'horizontal',
                   border_value=None,
                   interpolation=None) -> 'PolygonMasks':
-        """Shift vertices by ``offset`` and clip them into ``out_shape``."""
-        if direction not in TRANSLATE_DIRECTIONS:
-            raise ValueError(f'translate direction must be one of {TRANSLATE_DIRECTIONS}, '
-                             f'but got {direction!r}')
+        """Shift vertices by ``offset`` and clip them into ``out_shape``.
+
+        ``border_value`` and ``interpolation`` mean nothing for polygons; as in mmdetection,
+        ``border_value`` must be None or 0.
+        """
+        if border_value is not None and border_value != 0:
+            raise MaskValueError('PolygonMasks.translate does not use border_value, it must '
+                                 f'be None or 0, but got {border_value}')
+        check_direction(direction, TRANSLATE_DIRECTIONS, 'direction')
         out_h, out_w = int(out_shape[0]), int(out_shape[1])
         dx, dy = (offset, 0) if direction == 'horizontal' else (0, offset)
         return self._map_points(
@@ -233,9 +274,7 @@ class PolygonMasks(BaseInstanceMasks):
               border_value=0,
               interpolation='bilinear') -> 'PolygonMasks':
         """Shear vertices (same matrix as :meth:`BitmapMasks.shear`) and clip to ``out_shape``."""
-        if direction not in TRANSLATE_DIRECTIONS:
-            raise ValueError(f'shear direction must be one of {TRANSLATE_DIRECTIONS}, '
-                             f'but got {direction!r}')
+        check_direction(direction, TRANSLATE_DIRECTIONS, 'direction')
         matrix = np.array([[1, magnitude, 0], [0, 1, 0]] if direction == 'horizontal' else
                           [[1, 0, 0], [magnitude, 1, 0]], dtype=np.float64)
         return self._affine(matrix, out_shape)
