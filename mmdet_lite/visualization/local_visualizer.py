@@ -22,6 +22,7 @@ from mmengine.visualization.utils import color_str2rgb, tensor2ndarray, value2li
 
 from ..registry import VISUALIZERS
 from ..structures import DetDataSample
+from ..structures.bbox import BaseBoxes
 from ..structures.mask import BaseInstanceMasks, bitmap_to_polygon
 from .palette import _get_adaptive_scales, get_palette, jitter_color
 
@@ -34,7 +35,9 @@ _BASE_FONT_SIZE = 13
 _BLEND_ROWS = 512
 
 
-def _to_numpy(value: Union[torch.Tensor, np.ndarray, Sequence]) -> np.ndarray:
+def _to_numpy(value: Union[torch.Tensor, np.ndarray, Sequence, BaseBoxes]) -> np.ndarray:
+    if isinstance(value, BaseBoxes):  # e.g. gt_instances.bboxes as HorizontalBoxes
+        value = value.tensor
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)

@@ -11,7 +11,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS, TASK_UTILS
-from mmdet_lite.structures.bbox import get_box_wh
+from mmdet_lite.structures.bbox import get_box_tensor, get_box_wh
 from mmdet_lite.utils import (ConfigType, InstanceList, OptConfigType, OptInstanceList,
                               OptMultiConfig)
 from ..task_modules.samplers import PseudoSampler
@@ -196,7 +196,8 @@ class AnchorHead(BaseDenseHead):
         Args:
             flat_anchors (Tensor): Anchors of all levels [N, 4].
             valid_flags (Tensor): Bool [N].
-            gt_instances (InstanceData): ``bboxes`` [G, 4] and ``labels`` [G].
+            gt_instances (InstanceData): ``bboxes`` [G, 4] (tensor or box object) and
+                ``labels`` [G].
             img_meta (dict): Meta of the image (``img_shape``).
             gt_instances_ignore (InstanceData, optional): ``bboxes`` [M, 4] to ignore.
 
@@ -231,7 +232,7 @@ class AnchorHead(BaseDenseHead):
         neg_inds = inside_inds[sampling_result.neg_inds]
         if pos_inds.numel() > 0:
             if self.reg_decoded_bbox:
-                pos_bbox_targets = sampling_result.pos_gt_bboxes
+                pos_bbox_targets = get_box_tensor(sampling_result.pos_gt_bboxes)
             else:
                 pos_bbox_targets = self.bbox_coder.encode(sampling_result.pos_priors,
                                                           sampling_result.pos_gt_bboxes)
@@ -315,7 +316,8 @@ class AnchorHead(BaseDenseHead):
                                  avg_factor=avg_factor)
         bbox_pred = bbox_pred.permute(0, 2, 3, 1).reshape(-1, 4)  # [B*H*W*A, 4]
         if self.reg_decoded_bbox:
-            bbox_pred = self.bbox_coder.decode(anchors.reshape(-1, 4), bbox_pred)
+            # the coder returns HorizontalBoxes with use_box_type; losses take tensors
+            bbox_pred = get_box_tensor(self.bbox_coder.decode(anchors.reshape(-1, 4), bbox_pred))
         loss_bbox = self.loss_bbox(bbox_pred, bbox_targets.reshape(-1, 4),
                                    bbox_weights.reshape(-1, 4), avg_factor=avg_factor)
         return loss_cls, loss_bbox

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS, TASK_UTILS
 from mmdet_lite.structures import SampleList
-from mmdet_lite.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
+from mmdet_lite.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh, get_box_tensor
 from mmdet_lite.utils import ConfigType, InstanceList, OptInstanceList, OptMultiConfig
 from ..layers.transformer import FFN
 from ..utils import unpack_gt_instances
@@ -255,7 +255,8 @@ class DETRHead(BaseModule):
         Args:
             cls_score (Tensor): [Q, cls_out_channels] logits.
             bbox_pred (Tensor): [Q, 4] normalized (cx, cy, w, h).
-            gt_instances (InstanceData): ``bboxes`` [G, 4] pixels, ``labels`` [G].
+            gt_instances (InstanceData): ``bboxes`` [G, 4] pixels (tensor or box object),
+                ``labels`` [G].
             img_meta (dict): ``img_shape`` (h, w).
 
         Returns:
@@ -282,7 +283,8 @@ class DETRHead(BaseModule):
         bbox_targets = torch.zeros_like(bbox_pred)
         bbox_weights = torch.zeros_like(bbox_pred)
         bbox_weights[pos_inds] = 1.0
-        pos_gt_bboxes = gt_instances.bboxes[pos_gt_inds].to(bbox_pred.dtype)
+        gt_bboxes = get_box_tensor(gt_instances.bboxes)  # HorizontalBoxes or a tensor
+        pos_gt_bboxes = gt_bboxes[pos_gt_inds].to(bbox_pred.dtype)
         bbox_targets[pos_inds] = bbox_xyxy_to_cxcywh(pos_gt_bboxes / factor)
         return labels, label_weights, bbox_targets, bbox_weights, pos_inds, neg_inds
 

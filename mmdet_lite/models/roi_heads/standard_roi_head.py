@@ -7,7 +7,7 @@ from torch import Tensor
 
 from mmdet_lite.registry import MODELS, TASK_UTILS
 from mmdet_lite.structures import SampleList
-from mmdet_lite.structures.bbox import bbox2roi
+from mmdet_lite.structures.bbox import bbox2roi, get_box_wh
 from mmdet_lite.utils import InstanceList, OptConfigType, OptMultiConfig
 
 
@@ -175,6 +175,6 @@ def _with_area(gt_instances: InstanceData) -> InstanceData:
     the regression target log(0 / 0) is NaN, so such boxes (which hold no object pixels)
     are left out of the RoI losses.
     """
-    bboxes = gt_instances.bboxes  # [G, 4]
-    valid = (bboxes[:, 2] > bboxes[:, 0]) & (bboxes[:, 3] > bboxes[:, 1])
+    widths, heights = get_box_wh(gt_instances.bboxes)  # [G] each; tensor or box object
+    valid = (widths > 0) & (heights > 0)
     return gt_instances if bool(valid.all()) else gt_instances[valid]

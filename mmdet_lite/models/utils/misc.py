@@ -11,6 +11,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms as tv_batched_nms
 
 from mmdet_lite.structures import SampleList
+from mmdet_lite.structures.bbox import get_box_tensor, get_box_type
 from mmdet_lite.utils import ConfigType, OptInstanceList
 
 
@@ -61,8 +62,9 @@ def empty_instances(batch_img_metas: List[dict],
             image) instead of new ones, e.g. boxes that already exist when masks are empty.
         mask_thr_binary (int | float): Mask binarisation threshold; a negative value means
             soft masks, which are returned as uint8 instead of bool.
-        box_type (str): Accepted for mmdet compatibility; boxes are plain tensors here.
-        use_box_type (bool): Accepted for mmdet compatibility; ignored.
+        box_type (str): Registered box type; its ``box_dim`` sizes the empty boxes.
+            Defaults to ``'hbox'`` ([0, 4]).
+        use_box_type (bool): Wrap the empty boxes in that box type instead of a tensor.
         num_classes (int): Number of classes, used when ``score_per_cls`` is True.
         score_per_cls (bool): Whether scores are per class, shape [0, num_classes + 1].
 
@@ -74,11 +76,13 @@ def empty_instances(batch_img_metas: List[dict],
     if instance_results is not None and len(instance_results) != len(batch_img_metas):
         raise ValueError(f'instance_results has {len(instance_results)} items but '
                          f'batch_img_metas has {len(batch_img_metas)}; expected one per image')
+    _, box_cls = get_box_type(box_type)
     results_list = []
     for img_id, img_meta in enumerate(batch_img_metas):
         results = InstanceData() if instance_results is None else instance_results[img_id]
         if task_type == 'bbox':
-            results.bboxes = torch.zeros(0, 4, device=device)
+            bboxes = torch.zeros(0, box_cls.box_dim, device=device)
+            results.bboxes = box_cls(bboxes, clone=False) if use_box_type else bboxes
             score_shape = (0, num_classes + 1) if score_per_cls else (0, )
             results.scores = torch.zeros(score_shape, device=device)
             results.labels = torch.zeros(0, device=device, dtype=torch.long)
@@ -181,7 +185,7 @@ def batched_nms(boxes: Tensor,
     """NMS run independently within each group (class or level), configured like mmcv.
 
     Args:
-        boxes (Tensor): Boxes [N, 4] as (x1, y1, x2, y2).
+        boxes (Tensor | BaseBoxes): Boxes [N, 4] as (x1, y1, x2, y2).
         scores (Tensor): Scores [N].
         idxs (Tensor): Group of each box [N]; boxes of different groups never suppress each
             other.
@@ -196,6 +200,7 @@ def batched_nms(boxes: Tensor,
         - dets (Tensor): Kept boxes with their score, [K, 5], highest score first.
         - keep (Tensor): Indices of the kept boxes in the input [K].
     """
+    boxes = get_box_tensor(boxes)  # a box object (HorizontalBoxes) is read as its tensor
     if nms_cfg is None:
         scores, keep = scores.sort(descending=True)
         return torch.cat([boxes[keep], scores[:, None]], -1), keep

@@ -11,7 +11,7 @@ from torch import Tensor
 from mmdet_lite.models.layers.bbox_nms import multiclass_nms
 from mmdet_lite.models.losses import accuracy
 from mmdet_lite.registry import MODELS, TASK_UTILS
-from mmdet_lite.structures.bbox import scale_boxes
+from mmdet_lite.structures.bbox import get_box_tensor, scale_boxes
 from mmdet_lite.utils import ConfigType, InstanceList, OptMultiConfig
 
 
@@ -83,7 +83,9 @@ class BBoxHead(BaseModule):
             if num_pos > 0:
                 img_labels[:num_pos] = res.pos_gt_labels
                 img_label_weights[:num_pos] = 1.0 if pos_weight <= 0 else pos_weight
-                img_targets[:num_pos] = (res.pos_gt_bboxes if self.reg_decoded_bbox else
+                # pos_gt_bboxes / pos_priors keep the gt's kind (box object or tensor)
+                img_targets[:num_pos] = (get_box_tensor(res.pos_gt_bboxes)
+                                         if self.reg_decoded_bbox else
                                          self.bbox_coder.encode(res.pos_priors,
                                                                 res.pos_gt_bboxes))
                 img_weights[:num_pos] = 1.0
@@ -137,7 +139,7 @@ class BBoxHead(BaseModule):
                 per_class = bbox_pred.view(bbox_pred.size(0), -1, 4)  # [K, C, 4]
                 pos_pred = per_class[pos, labels[pos]]  # [P, 4]
             if self.reg_decoded_bbox:
-                pos_pred = self.bbox_coder.decode(rois[pos, 1:], pos_pred)
+                pos_pred = get_box_tensor(self.bbox_coder.decode(rois[pos, 1:], pos_pred))
             losses['loss_bbox'] = self.loss_bbox(pos_pred, bbox_targets[pos],
                                                  bbox_weights[pos],
                                                  avg_factor=bbox_targets.size(0))
@@ -190,6 +192,7 @@ class BBoxHead(BaseModule):
         priors = rois[:, None, 1:].expand(-1, deltas.size(1), 4)
         bboxes = self.bbox_coder.decode(priors.reshape(-1, 4), deltas.reshape(-1, 4),
                                         max_shape=img_meta['img_shape'])
+        bboxes = get_box_tensor(bboxes)  # the coder may return HorizontalBoxes
         bboxes = bboxes.view(num_rois, -1)  # [K, C*4]
         if rescale:
             w_scale, h_scale = img_meta['scale_factor']

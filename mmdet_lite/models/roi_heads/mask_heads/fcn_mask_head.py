@@ -10,6 +10,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS
+from mmdet_lite.structures.bbox import get_box_tensor
 from mmdet_lite.structures.mask import mask_target
 from mmdet_lite.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
 
@@ -116,7 +117,8 @@ class FCNMaskHead(BaseModule):
         Returns:
             dict: ``loss_mask`` (a dict with key ``loss_mask``) and ``mask_targets``.
         """
-        targets = mask_target([res.pos_priors for res in sampling_results],
+        # proposals may be box objects (HorizontalBoxes); mask_target crops with tensors
+        targets = mask_target([get_box_tensor(res.pos_priors) for res in sampling_results],
                               [res.pos_assigned_gt_inds for res in sampling_results],
                               [gt.masks for gt in batch_gt_instances], rcnn_train_cfg)
         pos_labels = torch.cat([res.pos_gt_labels for res in sampling_results])
@@ -145,7 +147,7 @@ class FCNMaskHead(BaseModule):
             list[InstanceData]: The same results with ``masks`` bool [N_i, H, W].
         """
         for preds, results, meta in zip(mask_preds, results_list, batch_img_metas):
-            bboxes = results.bboxes
+            bboxes = get_box_tensor(results.bboxes)
             if rescale:
                 w_scale, h_scale = meta['scale_factor']
                 bboxes = bboxes / bboxes.new_tensor([w_scale, h_scale, w_scale, h_scale])

@@ -1,8 +1,11 @@
 """Result of assigning ground-truth boxes to predictions (priors / proposals)."""
 from typing import Any, Dict
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from mmdet_lite.utils.util_random import ensure_rng
 
 
 class AssignResult:
@@ -57,6 +60,69 @@ class AssignResult:
         }
         basic.update(self._extra_properties)
         return basic
+
+    @classmethod
+    def random(cls, **kwargs) -> 'AssignResult':
+        """A random but self-consistent assignment, for tests and debugging.
+
+        Args:
+            **kwargs: Optional settings, as mmdetection's:
+
+                - num_preds (int): Number of predictions N; random in [0, 16) if not given.
+                - num_gts (int): Number of ground truths G; random in [0, 8) if not given.
+                - p_ignore (float): Chance that an assigned prediction is ignored instead.
+                  Defaults to 0.3.
+                - p_assigned (float): Chance that a prediction is assigned at all (at most
+                  G are). Defaults to 0.7.
+                - num_classes (int): Labels are drawn from [0, num_classes). Defaults to 3.
+                - rng (None | int | np.random.RandomState): Seed or random state.
+
+        Returns:
+            AssignResult: ``gt_inds`` (int64 [N]) in [-1, G], each gt at most once;
+            ``max_overlaps`` (float32 [N]) in [0, 1), 0 where unassigned; ``labels``
+            (int64 [N]) in [0, num_classes) where positive (``gt_inds > 0``), -1
+            elsewhere, as real assigners give (mmdetection's random puts 0 there).
+
+        Example:
+            >>> result = AssignResult.random(num_preds=5, num_gts=2, rng=0)
+            >>> result.num_preds, result.num_gts
+            (5, 2)
+        """
+        rng = ensure_rng(kwargs.get('rng', None))
+        num_gts = kwargs.get('num_gts', None)
+        num_preds = kwargs.get('num_preds', None)
+        p_ignore = kwargs.get('p_ignore', 0.3)
+        p_assigned = kwargs.get('p_assigned', 0.7)
+        num_classes = kwargs.get('num_classes', 3)
+        if num_gts is None:
+            num_gts = rng.randint(0, 8)
+        if num_preds is None:
+            num_preds = rng.randint(0, 16)
+        num_gts, num_preds = int(num_gts), int(num_preds)
+
+        gt_inds = torch.zeros(num_preds, dtype=torch.int64)
+        max_overlaps = torch.zeros(num_preds, dtype=torch.float32)
+        labels = torch.full((num_preds, ), -1, dtype=torch.int64)
+        if num_gts == 0 or num_preds == 0:
+            return cls(num_gts, gt_inds, max_overlaps, labels)
+
+        # Each gt is matched at most once: keep at most num_gts of the drawn predictions.
+        assigned = np.flatnonzero(rng.rand(num_preds) < p_assigned)
+        rng.shuffle(assigned)
+        assigned = np.sort(assigned[:num_gts])
+        is_assigned = torch.zeros(num_preds, dtype=torch.bool)
+        is_assigned[torch.from_numpy(assigned)] = True
+        is_ignored = torch.from_numpy(rng.rand(num_preds) < p_ignore) & is_assigned
+        is_positive = is_assigned & ~is_ignored
+
+        gt_order = torch.from_numpy(rng.permutation(num_gts)[:len(assigned)])
+        gt_inds[is_assigned] = gt_order + 1  # 1-based; 0 stays "background"
+        gt_inds[is_ignored] = -1
+        max_overlaps[is_assigned] = torch.from_numpy(rng.rand(len(assigned))).float()
+        if num_classes > 0:
+            drawn = torch.from_numpy(rng.randint(0, num_classes, size=num_preds))
+            labels[is_positive] = drawn[is_positive]
+        return cls(num_gts, gt_inds, max_overlaps, labels)
 
     def add_gt_(self, gt_labels: Tensor) -> None:
         """Prepend the ground truths themselves as perfectly matched predictions (in place).

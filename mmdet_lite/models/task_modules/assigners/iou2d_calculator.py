@@ -1,16 +1,18 @@
 """IoU calculator used by assigners (``iou_calculator=dict(type='BboxOverlaps2D')``)."""
-from typing import Optional
+from typing import Optional, Union
 
 from torch import Tensor
 
 from mmdet_lite.registry import TASK_UTILS
-from mmdet_lite.structures.bbox import bbox_overlaps
+from mmdet_lite.structures.bbox import BaseBoxes, BoxValueError, bbox_overlaps, get_box_tensor
 
 
-def _strip_score(bboxes: Tensor, name: str) -> Tensor:
-    """Accept [N, 4] boxes, or [N, 5] boxes with a trailing score which is dropped."""
+def _strip_score(bboxes: Union[Tensor, BaseBoxes], name: str) -> Tensor:
+    """Accept [N, 4] boxes (tensor or box object), or [N, 5] with a trailing score (dropped)."""
+    bboxes = get_box_tensor(bboxes)
     if bboxes.size(-1) not in (0, 4, 5):
-        raise ValueError(f'{name} must have 4 or 5 values per box, but got {tuple(bboxes.shape)}')
+        raise BoxValueError(f'{name} must have 4 or 5 values per box, '
+                            f'but got {tuple(bboxes.shape)}')
     return bboxes[..., :4] if bboxes.size(-1) == 5 else bboxes
 
 
@@ -29,15 +31,15 @@ class BboxOverlaps2D:
         self.dtype = dtype
 
     def __call__(self,
-                 bboxes1: Tensor,
-                 bboxes2: Tensor,
+                 bboxes1: Union[Tensor, BaseBoxes],
+                 bboxes2: Union[Tensor, BaseBoxes],
                  mode: str = 'iou',
                  is_aligned: bool = False) -> Tensor:
         """Overlaps between ``bboxes1`` [M, 4 or 5] and ``bboxes2`` [N, 4 or 5].
 
         Args:
-            bboxes1 (Tensor): Boxes [M, 4], or [M, 5] with scores (ignored).
-            bboxes2 (Tensor): Boxes [N, 4], or [N, 5] with scores (ignored).
+            bboxes1 (Tensor | BaseBoxes): Boxes [M, 4], or [M, 5] with scores (ignored).
+            bboxes2 (Tensor | BaseBoxes): Boxes [N, 4], or [N, 5] with scores (ignored).
             mode (str): ``'iou'``, ``'iof'`` or ``'giou'``.
             is_aligned (bool): Compare row i with row i only.
 

@@ -10,7 +10,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet_lite.registry import TASK_UTILS
-from mmdet_lite.structures.bbox import bbox_overlaps, bbox_xyxy_to_cxcywh
+from mmdet_lite.structures.bbox import bbox_overlaps, bbox_xyxy_to_cxcywh, get_box_tensor
 
 
 class BaseMatchCost:
@@ -79,7 +79,9 @@ class BBoxL1Cost(BaseMatchCost):
                  img_meta: Optional[dict] = None, **kwargs) -> Tensor:
         if img_meta is None or 'img_shape' not in img_meta:
             raise KeyError('BBoxL1Cost needs img_meta["img_shape"] to normalize the boxes.')
-        pred_bboxes, gt_bboxes = pred_instances.bboxes, gt_instances.bboxes
+        # Ground truths may come as box objects (HorizontalBoxes); the costs are tensor maths.
+        pred_bboxes = get_box_tensor(pred_instances.bboxes)
+        gt_bboxes = get_box_tensor(gt_instances.bboxes)
         if self.box_format == 'xywh':
             pred_bboxes = bbox_xyxy_to_cxcywh(pred_bboxes)
             gt_bboxes = bbox_xyxy_to_cxcywh(gt_bboxes)
@@ -106,8 +108,9 @@ class IoUCost(BaseMatchCost):
 
     def __call__(self, pred_instances: InstanceData, gt_instances: InstanceData,
                  img_meta: Optional[dict] = None, **kwargs) -> Tensor:
-        pred_bboxes = pred_instances.bboxes
+        pred_bboxes = get_box_tensor(pred_instances.bboxes)
+        gt_bboxes = get_box_tensor(gt_instances.bboxes)
         # fp16 GIoU areas overflow; compute in fp32 and hand back the input's dtype.
-        overlaps = bbox_overlaps(pred_bboxes.float(), gt_instances.bboxes.float(),
+        overlaps = bbox_overlaps(pred_bboxes.float(), gt_bboxes.float(),
                                  mode=self.iou_mode)
         return -overlaps.to(pred_bboxes.dtype) * self.weight  # [num_preds, num_gts]

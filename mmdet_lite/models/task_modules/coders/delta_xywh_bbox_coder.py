@@ -6,8 +6,13 @@ import torch
 from torch import Tensor
 
 from mmdet_lite.registry import TASK_UTILS
+from mmdet_lite.structures.bbox import BaseBoxes, HorizontalBoxes, get_box_tensor
 
 ShapeType = Union[Sequence[int], Tensor, Sequence[Sequence[int]]]
+
+
+class _CoderShapeError(ValueError, AssertionError):
+    """Boxes of the wrong shape for the coder (mmdetection asserts these)."""
 
 
 @TASK_UTILS.register_module()
@@ -25,6 +30,8 @@ class DeltaXYWHBBoxCoder:
         add_ctr_clamp (bool): Clamp the decoded centre shift to ``ctr_clamp`` pixels (and only
             the upper side of dw/dh), as in YOLOF. Defaults to False.
         ctr_clamp (int): Maximum centre shift in pixels with ``add_ctr_clamp``. Defaults to 32.
+        use_box_type (bool): Return decoded boxes as ``HorizontalBoxes`` instead of a
+            tensor. Defaults to False.
     """
 
     encode_size = 4
@@ -44,18 +51,20 @@ class DeltaXYWHBBoxCoder:
         self.clip_border = clip_border
         self.add_ctr_clamp = add_ctr_clamp
         self.ctr_clamp = ctr_clamp
-        self.use_box_type = use_box_type  # accepted for config compatibility; boxes are tensors
+        self.use_box_type = use_box_type
 
-    def encode(self, bboxes: Tensor, gt_bboxes: Tensor) -> Tensor:
+    def encode(self, bboxes: Union[Tensor, BaseBoxes],
+               gt_bboxes: Union[Tensor, BaseBoxes]) -> Tensor:
         """Regression targets that turn ``bboxes`` into ``gt_bboxes``.
 
         Args:
-            bboxes (Tensor): Priors / proposals [N, 4] (or [..., N, 4]).
-            gt_bboxes (Tensor): Matched ground-truth boxes, same shape.
+            bboxes (Tensor | BaseBoxes): Priors / proposals [N, 4] (or [..., N, 4]).
+            gt_bboxes (Tensor | BaseBoxes): Matched ground-truth boxes, same shape.
 
         Returns:
             Tensor: Normalized deltas (dx, dy, dw, dh), same shape.
         """
+        bboxes, gt_bboxes = get_box_tensor(bboxes), get_box_tensor(gt_bboxes)
         if bboxes.size(0) != gt_bboxes.size(0):
             raise ValueError(f'bboxes and gt_bboxes must have the same number of boxes, but got '
                              f'{tuple(bboxes.shape)} and {tuple(gt_bboxes.shape)}')
@@ -76,14 +85,14 @@ class DeltaXYWHBBoxCoder:
         return (deltas - deltas.new_tensor(self.means)) / deltas.new_tensor(self.stds)
 
     def decode(self,
-               bboxes: Tensor,
+               bboxes: Union[Tensor, BaseBoxes],
                pred_bboxes: Tensor,
                max_shape: Optional[ShapeType] = None,
-               wh_ratio_clip: float = 16 / 1000) -> Tensor:
+               wh_ratio_clip: float = 16 / 1000) -> Union[Tensor, BaseBoxes]:
         """Apply predicted deltas to ``bboxes``.
 
         Args:
-            bboxes (Tensor): Priors [N, 4], or batched [B, N, 4].
+            bboxes (Tensor | BaseBoxes): Priors [N, 4], or batched [B, N, 4].
             pred_bboxes (Tensor): Deltas [N, 4 * C] (C = 1, or one box per class), or
                 batched [B, N, 4 * C].
             max_shape (tuple | Tensor, optional): Image shape (h, w, ...) to clip to; for
@@ -92,8 +101,21 @@ class DeltaXYWHBBoxCoder:
                 can not explode. Defaults to 16 / 1000.
 
         Returns:
-            Tensor: Decoded boxes with the shape of ``pred_bboxes``.
+            Tensor | HorizontalBoxes: Decoded boxes with the shape of ``pred_bboxes``;
+            ``HorizontalBoxes`` when ``use_box_type`` (then ``pred_bboxes`` must end in 4).
         """
+        bboxes = get_box_tensor(bboxes)
+        decoded = self._decode(bboxes, pred_bboxes, max_shape, wh_ratio_clip)
+        if self.use_box_type:
+            if decoded.size(-1) != 4:
+                raise _CoderShapeError('use_box_type needs class-agnostic deltas ending in 4, '
+                                       f'but got {tuple(decoded.shape)}')
+            return HorizontalBoxes(decoded, clone=False)
+        return decoded
+
+    def _decode(self, bboxes: Tensor, pred_bboxes: Tensor, max_shape: Optional[ShapeType],
+                wh_ratio_clip: float) -> Tensor:
+        """Decode on tensors; see :meth:`decode`."""
         if pred_bboxes.size(0) != bboxes.size(0):
             raise ValueError(f'pred_bboxes and bboxes must have the same first dim, but got '
                              f'{tuple(pred_bboxes.shape)} and {tuple(bboxes.shape)}')

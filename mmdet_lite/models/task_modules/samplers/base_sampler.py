@@ -5,6 +5,7 @@ import torch
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmdet_lite.structures.bbox import BaseBoxes, cat_boxes, get_box_tensor
 from ..assigners import AssignResult
 from ..assigners.max_iou_assigner import get_prior_boxes
 from .sampling_result import SamplingResult
@@ -54,8 +55,10 @@ class BaseSampler(metaclass=ABCMeta):
         Args:
             assign_result (AssignResult): Assignment over the priors (modified in place when
                 gt boxes are added).
-            pred_instances (InstanceData): ``priors`` [N, 4] (or ``bboxes``).
-            gt_instances (InstanceData): ``bboxes`` [G, 4] and ``labels`` [G].
+            pred_instances (InstanceData): ``priors`` [N, 4] (or ``bboxes``); a tensor or a
+                box object.
+            gt_instances (InstanceData): ``bboxes`` [G, 4] (tensor or box object) and
+                ``labels`` [G].
 
         Returns:
             SamplingResult: With at most ``num * pos_fraction`` positives and ``num`` in all.
@@ -65,11 +68,18 @@ class BaseSampler(metaclass=ABCMeta):
         priors = get_prior_boxes(pred_instances)
         if priors.dim() < 2:
             priors = priors[None, :]
-        priors = priors[:, :4]  # proposals may carry a score column
+        if not isinstance(priors, BaseBoxes):
+            priors = priors[:, :4]  # proposals may carry a score column
         gt_flags = priors.new_zeros((priors.shape[0], ), dtype=torch.uint8)
         if self.add_gt_as_proposals and len(gt_bboxes) > 0:
             # Every gt is then a positive, so the RoI head always sees well-aligned boxes.
-            priors = torch.cat([gt_bboxes.to(priors.dtype), priors], dim=0)
+            # The gt boxes take the kind of the priors (box type or tensor) so both concatenate.
+            if isinstance(priors, BaseBoxes):
+                gt_priors = gt_bboxes.convert_to(type(priors)) if isinstance(
+                    gt_bboxes, BaseBoxes) else type(priors)(gt_bboxes)
+            else:
+                gt_priors = get_box_tensor(gt_bboxes)
+            priors = cat_boxes([gt_priors.to(priors.dtype), priors], dim=0)
             assign_result.add_gt_(gt_labels)
             gt_flags = torch.cat([gt_flags.new_ones(gt_bboxes.shape[0]), gt_flags])
 

@@ -1,10 +1,23 @@
 """Result of sampling: the positive and negative priors that enter the loss, with targets."""
 from typing import Any, Dict
 
+from typing import Union
+
 import torch
 from torch import Tensor
 
+from mmengine.structures import InstanceData
+
+from mmdet_lite.registry import TASK_UTILS
+from mmdet_lite.structures.bbox import BaseBoxes, cat_boxes
+from mmdet_lite.utils.util_random import ensure_rng, random_boxes  # noqa: F401 (mmdet's names)
 from ..assigners import AssignResult
+
+BoxesLike = Union[Tensor, BaseBoxes]
+
+
+class _NoGtError(ValueError, AssertionError):
+    """Positives without any gt box (mmdetection asserts this)."""
 
 
 class SamplingResult:
@@ -13,8 +26,10 @@ class SamplingResult:
     Args:
         pos_inds (Tensor): Indices [P] of positive priors (into ``priors``).
         neg_inds (Tensor): Indices [Q] of negative priors.
-        priors (Tensor): All priors [N, 4] (gt boxes first when they were added).
-        gt_bboxes (Tensor): Ground-truth boxes [G, 4].
+        priors (Tensor | BaseBoxes): All priors [N, 4] (gt boxes first when they were added).
+        gt_bboxes (Tensor | BaseBoxes): Ground-truth boxes [G, 4]. As in mmdetection,
+            ``pos_gt_bboxes`` keeps their kind: a box object for box objects, so consumers
+            read it through ``get_box_tensor``.
         assign_result (AssignResult): The assignment over ``priors``.
         gt_flags (Tensor): uint8 [N], 1 where a prior is an added gt box.
         avg_factor_with_neg (bool): ``avg_factor`` counts negatives too (sampled heads) or
@@ -24,8 +39,8 @@ class SamplingResult:
     def __init__(self,
                  pos_inds: Tensor,
                  neg_inds: Tensor,
-                 priors: Tensor,
-                 gt_bboxes: Tensor,
+                 priors: BoxesLike,
+                 gt_bboxes: BoxesLike,
                  assign_result: AssignResult,
                  gt_flags: Tensor,
                  avg_factor_with_neg: bool = True) -> None:
@@ -42,17 +57,18 @@ class SamplingResult:
         self.num_gts = gt_bboxes.shape[0]
         self.pos_assigned_gt_inds = assign_result.gt_inds[pos_inds] - 1  # [P], 0-based
         self.pos_gt_labels = assign_result.labels[pos_inds]  # [P]
+        box_dim = gt_bboxes.box_dim if isinstance(gt_bboxes, BaseBoxes) else 4
         if gt_bboxes.numel() == 0:
             if self.pos_assigned_gt_inds.numel() != 0:
-                raise ValueError('SamplingResult: positives were sampled but there is no gt box')
-            self.pos_gt_bboxes = gt_bboxes.view(-1, 4)  # [0, 4]
+                raise _NoGtError('SamplingResult: positives were sampled but there is no gt box')
+            self.pos_gt_bboxes = gt_bboxes.view(-1, box_dim)  # [0, box_dim]
         else:
-            self.pos_gt_bboxes = gt_bboxes.view(-1, 4)[self.pos_assigned_gt_inds.long()]
+            self.pos_gt_bboxes = gt_bboxes.view(-1, box_dim)[self.pos_assigned_gt_inds.long()]
 
     @property
-    def priors(self) -> Tensor:
-        """Tensor: Positive then negative priors [P + Q, 4]."""
-        return torch.cat([self.pos_priors, self.neg_priors])
+    def priors(self) -> BoxesLike:
+        """Tensor | BaseBoxes: Positive then negative priors [P + Q, 4]."""
+        return cat_boxes([self.pos_priors, self.neg_priors])
 
     @property
     def bboxes(self) -> Tensor:
@@ -70,11 +86,41 @@ class SamplingResult:
         return self.neg_priors
 
     def to(self, device) -> 'SamplingResult':
-        """Move every tensor attribute to ``device`` (in place) and return self."""
+        """Move every tensor / box attribute to ``device`` (in place) and return self."""
         for key, value in self.__dict__.items():
-            if isinstance(value, Tensor):
+            if isinstance(value, (Tensor, BaseBoxes)):
                 self.__dict__[key] = value.to(device)
         return self
+
+    @classmethod
+    def random(cls, rng=None, **kwargs) -> 'SamplingResult':
+        """A random sampling result, for tests and debugging.
+
+        Draws :meth:`AssignResult.random`, random priors and gt boxes in the unit square, and
+        samples them with a ``RandomSampler(num=32, pos_fraction=0.5, neg_pos_ub=-1,
+        add_gt_as_proposals=True)``, as mmdetection does.
+
+        Args:
+            rng (None | int | np.random.RandomState): Seed or random state for the
+                assignment and the boxes (the sampler and the gt labels use torch's RNG).
+            **kwargs: Passed to :meth:`AssignResult.random` (``num_preds``, ``num_gts``,
+                ``p_ignore``, ``p_assigned``, ``num_classes``).
+
+        Returns:
+            SamplingResult: The sampled result, gt boxes first among the priors.
+        """
+        rng = ensure_rng(rng)
+        assign_result = AssignResult.random(rng=rng, **kwargs)
+        pred_instances = InstanceData(priors=random_boxes(assign_result.num_preds, rng=rng))
+        gt_instances = InstanceData(
+            bboxes=random_boxes(assign_result.num_gts, rng=rng),
+            labels=torch.randint(0, 5, (assign_result.num_gts, ), dtype=torch.long))
+        # Built through the registry: the sampler modules import this one.
+        sampler = TASK_UTILS.build(
+            dict(type='RandomSampler', num=32, pos_fraction=0.5, neg_pos_ub=-1,
+                 add_gt_as_proposals=True, rng=rng))
+        return sampler.sample(assign_result=assign_result, pred_instances=pred_instances,
+                              gt_instances=gt_instances)
 
     @property
     def info(self) -> Dict[str, Any]:
