@@ -42,7 +42,12 @@ setup(
     packages=find_packages(exclude=('configs', 'tools', 'tests', 'docs')),
     python_requires='>=3.9',
     install_requires=runtime_requirements(),
-    extras_require={'tests': read_requirements('requirements/tests.txt')},
+    extras_require={
+        'optional': read_requirements('requirements/optional.txt'),
+        # The tests exercise the optional backends too.
+        'tests': (read_requirements('requirements/tests.txt') +
+                  read_requirements('requirements/optional.txt')),
+    },
     license='Apache-2.0',
     zip_safe=False,
 )
