@@ -9,9 +9,35 @@ imports them on first use, so ``import mmdet_lite`` itself stays light.
 
 An unknown type raises a ``KeyError`` naming the type, the registry and its scope, and the
 closest registered names (ours and the parents').
+
+The ``mmdet`` scope alias
+-------------------------
+Configs written for mmdetection say ``default_scope = 'mmdet'`` and sometimes
+``type='mmdet.ResNet'``. Unless a real mmdetection is installed (then ``mmdet`` is its scope
+and is left alone), the scope name ``mmdet`` means ``mmdet_lite`` everywhere mmengine
+resolves a scope; everything that makes it so is in this file:
+
+- our :class:`Registry` reads ``mmdet.X`` as ``mmdet_lite.X`` and answers a search for the
+  scope ``mmdet`` (``get`` and ``_search_child``);
+- each mmengine root registry lists our child under the key ``mmdet`` too, so that
+  ``mmengine.registry.MODELS.build(dict(type='mmdet.ResNet'))`` finds it (plain data, no code
+  replaced);
+- the one patch: ``mmengine.registry.Registry.switch_scope_and_registry`` is wrapped. It is
+  the single place where mmengine turns the current :class:`~mmengine.registry.DefaultScope`
+  (a Runner's ``default_scope``, ``DefaultScope.get_instance(..., scope_name='mmdet')``, a
+  ``_scope_`` key) into a registry. For ``mmdet`` the wrapper picks our registry, without
+  mmengine's attempt to import a package named ``mmdet`` (a warning at every build); any
+  other scope goes to mmengine's method unchanged.
+
+``DefaultScope`` instances keep the name they were given (``scope_name == 'mmdet'``). The
+mmengine root registries then list our child twice (keys ``mmdet_lite`` and ``mmdet``), which
+only shows in mmengine's ``traverse_registry_tree`` listing.
 """
 import difflib
-from typing import List, Optional, Type
+import importlib.util
+import sys
+from contextlib import contextmanager
+from typing import Generator, List, Optional, Type
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -36,9 +62,33 @@ from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import \
     WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
+from mmengine.registry import DefaultScope
 from mmengine.registry import Registry as MMEngineRegistry
 
 SCOPE = 'mmdet_lite'
+# The scope name of mmdetection, read as ours while no real mmdetection is installed.
+MMDET_SCOPE = 'mmdet'
+
+
+def _real_mmdet_installed() -> bool:
+    """Whether a real mmdetection ``mmdet`` package is importable.
+
+    Only the opt-in import alias (:mod:`mmdet_lite.utils.mmdet_alias`) can make
+    ``find_spec('mmdet')`` answer with mmdet_lite, and only once that module is loaded; it is
+    asked then. It is not imported here: that would load ``mmdet_lite.utils`` and torch.
+    """
+    import_alias = sys.modules.get('mmdet_lite.utils.mmdet_alias')
+    if import_alias is not None:
+        return import_alias.real_mmdet_installed()
+    return importlib.util.find_spec(MMDET_SCOPE) is not None
+
+
+MMDET_SCOPE_IS_ALIAS = not _real_mmdet_installed()
+
+
+def resolve_scope(scope: Optional[str]) -> Optional[str]:
+    """``'mmdet'`` -> ``'mmdet_lite'`` while the scope alias is on; other names unchanged."""
+    return SCOPE if scope == MMDET_SCOPE and MMDET_SCOPE_IS_ALIAS else scope
 
 
 class Registry(MMEngineRegistry):
@@ -50,7 +100,12 @@ class Registry(MMEngineRegistry):
     """
 
     def get(self, key: str) -> Optional[Type]:
-        obj = super().get(key)
+        lookup = key
+        if isinstance(key, str):
+            scope, real_key = self.split_scope_key(key)
+            if scope is not None and resolve_scope(scope) == self._scope:
+                lookup = f'{self._scope}.{real_key}'  # 'mmdet.ResNet' is 'mmdet_lite.ResNet'
+        obj = super().get(lookup)
         if obj is None and isinstance(key, str):
             raise KeyError(self._unknown_message(key))
         return obj
@@ -60,6 +115,9 @@ class Registry(MMEngineRegistry):
             return super().get(key) is not None
         except KeyError:
             return False
+
+    def _search_child(self, scope: str) -> Optional[MMEngineRegistry]:
+        return super()._search_child(resolve_scope(scope))
 
     def known_names(self) -> List[str]:
         """All names this registry resolves: its own and those of its ancestors."""
@@ -140,3 +198,42 @@ EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR, ['mmdet_lite.evaluation'])
 VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS, ['mmdet_lite.visualization'])
 VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS, ['mmdet_lite.visualization'])
 LOG_PROCESSORS = _child('log_processor', MMENGINE_LOG_PROCESSORS, ['mmdet_lite.engine'])
+
+
+@contextmanager
+def _switch_scope_and_registry(self: MMEngineRegistry,
+                               scope: Optional[str]) -> Generator[MMEngineRegistry, None, None]:
+    """mmengine's ``switch_scope_and_registry``, with the scope ``mmdet`` read as ours.
+
+    Any other scope goes to mmengine's own method unchanged. For ``mmdet`` (given as
+    ``_scope_`` or current in ``DefaultScope``), the default scope is switched as mmengine
+    does, and the registry is our node of ``self``'s tree (``self`` where the tree has none).
+    """
+    current = DefaultScope.get_current_instance()
+    effective = scope if scope is not None else getattr(current, 'scope_name', None)
+    if effective != MMDET_SCOPE:
+        with _MMENGINE_SWITCH_SCOPE_AND_REGISTRY(self, scope) as registry:
+            yield registry
+        return
+    with DefaultScope.overwrite_default_scope(scope):
+        registry = self._get_root_registry()._search_child(SCOPE)
+        # `is None`, not `or`: a registry whose modules are not imported yet is empty, falsy
+        yield self if registry is None else registry
+
+
+# mmengine's method (also when this module is executed again, e.g. by importlib.reload).
+_MMENGINE_SWITCH_SCOPE_AND_REGISTRY = getattr(MMEngineRegistry.switch_scope_and_registry,
+                                              'mmengine_method',
+                                              MMEngineRegistry.switch_scope_and_registry)
+_switch_scope_and_registry.mmengine_method = _MMENGINE_SWITCH_SCOPE_AND_REGISTRY
+
+
+def _install_mmdet_scope_alias() -> None:
+    """Make the scope ``mmdet`` resolve to our registries (see the module docstring)."""
+    for var_name, root in _ROOT_NAMES.items():
+        root._children.setdefault(MMDET_SCOPE, globals()[var_name])
+    MMEngineRegistry.switch_scope_and_registry = _switch_scope_and_registry
+
+
+if MMDET_SCOPE_IS_ALIAS:
+    _install_mmdet_scope_alias()

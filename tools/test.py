@@ -51,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='test even if the checkpoint lacks some of the model\'s weights '
                         'or has some in another shape (they stay randomly initialised)')
     parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
-                        help='override config entries; +KEY=VALUE adds a key the config lacks')
+                        help='override config entries; a key the config lacks is added')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)

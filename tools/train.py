@@ -20,8 +20,9 @@ Flags follow mmdetection's ``tools/train.py``:
   ``runner_type`` is refused.
 - ``--trust-checkpoint FILE``: allow full unpickling (which can run code) of this one file,
   for a checkpoint you trust that holds objects beyond the allow-list. Repeatable.
-- ``--cfg-options KEY=VALUE ...``: override config entries; each key must exist, and
-  ``+KEY=VALUE`` adds a new one.
+- ``--cfg-options KEY=VALUE ...``: override config entries; a key the config lacks is
+  added (with a warning naming the existing key when it looks like a typo of one), and a
+  number must stay a number.
 - ``--launcher none|pytorch|slurm|mpi``: distributed launcher (``tools/dist_train.sh``,
   ``tools/slurm_train.sh``).
 
@@ -61,8 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='allow full unpickling (can run code) of this checkpoint file, '
                         'one you trust that holds objects beyond the weights-only allow-list')
     parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
-                        help='override config entries, e.g. train_cfg.max_epochs=2; '
-                        '+KEY=VALUE adds a key the config lacks')
+                        help='override config entries, e.g. train_cfg.max_epochs=2; a key '
+                        'the config lacks is added (a warning names a near existing key)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local_rank / --local-rank

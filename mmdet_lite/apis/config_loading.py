@@ -1,21 +1,22 @@
 """Read a config file with one-line errors, and apply ``--cfg-options`` overrides.
 
-``--cfg-options KEY=VALUE`` overrides must name existing keys (a typo would otherwise add
-a silently ignored key), ``+KEY=VALUE`` adds one, and a number in the config must be
-overridden by a number.
+``--cfg-options KEY=VALUE`` adds a key the config lacks, as mmdetection's tools do, with a
+warning naming the existing key when it looks like a typo of one; ``+KEY=VALUE`` adds a
+key without that check. A number in the config must be overridden by a number.
 """
 import ast
 import difflib
 import os.path as osp
 import traceback
+import warnings
 from numbers import Number
-from typing import List, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 from mmengine.config import Config, DictAction
 
 from .errors import UserInputError, one_line_message
 
-# A --cfg-options key starting with this adds a key the config does not have yet.
+# A --cfg-options key starting with this is added without the typo check.
 NEW_KEY_PREFIX = '+'
 
 
@@ -125,11 +126,15 @@ def _base_files(tree: ast.Module) -> List[str]:
 def load_config(path: str, cfg_options: Optional[List[str]] = None) -> Config:
     """Load a config file and apply ``--cfg-options KEY=VALUE`` overrides.
 
-    Every overridden key must already exist in the config (a typo would otherwise add a
-    new, silently ignored key); the error lists the nearest existing keys. A key written
-    ``+KEY=VALUE`` is added even if the config lacks it (``+custom_hooks=[...]``). A key
-    whose value in the config is a number must get a number (``lr=1e-3x`` is an error,
-    not the string ``'1e-3x'``).
+    As in mmdetection's tools, a key the config does not have yet is added
+    (``train_dataloader.dataset.indices=8``). When it looks like a typo of an existing key
+    (``optim_wrapper.optimzer.lr`` next to ``optimizer``), a warning names the existing key;
+    the new key is still added. ``+KEY=VALUE`` adds a key without that check. A key whose
+    value in the config is a number must get a number (``lr=1e-3x`` is an error, not the
+    string ``'1e-3x'``).
+
+    A config whose ``default_scope`` is ``'mmdet'`` gets a warning while a real
+    mmdetection is installed: the scope then means mmdetection's registries, not ours.
 
     Args:
         path (str): Config file.
@@ -143,7 +148,6 @@ def load_config(path: str, cfg_options: Optional[List[str]] = None) -> Config:
         FileNotFoundError: The config file does not exist.
         UserInputError: The config (or a ``_base_``) has a syntax error, an item is not
             ``KEY=VALUE``, or a number is overridden by something that is not a number.
-        KeyError: An overridden key is not in the config.
     """
     cfg = read_config_file(path)
     if cfg_options:
@@ -152,10 +156,40 @@ def load_config(path: str, cfg_options: Optional[List[str]] = None) -> Config:
             if key.startswith(NEW_KEY_PREFIX):
                 key = key[len(NEW_KEY_PREFIX):]
             else:
-                check_value_type(key, text, value, check_key_exists(cfg, key))
+                lookup = find_key(cfg, key)
+                if lookup.found:
+                    check_value_type(key, text, value, lookup.value)
+                elif lookup.near:
+                    warnings.warn(_near_key_message(key, text, lookup), UserWarning,
+                                  stacklevel=2)
             options[key] = value
         cfg.merge_from_dict(options)
+    _warn_if_mmdet_scope_is_mmdetection(cfg)
     return cfg
+
+
+def _near_key_message(key: str, text: str, lookup: 'KeyLookup') -> str:
+    """The warning for a new key that looks like a typo of ``lookup.near[0]``."""
+    missing = f'{lookup.prefix}.{lookup.missing}' if lookup.prefix else lookup.missing
+    meant = lookup.near[0] + key[len(missing):]
+    others = (f' (or {", ".join(repr(k) for k in lookup.near[1:])})'
+              if len(lookup.near) > 1 else '')
+    return (f'--cfg-options {key}={text}: the config has no {missing!r}, so {key!r} is added '
+            f'as a new key; did you mean the existing key {lookup.near[0]!r}{others}, i.e. '
+            f'{meant}={text}?')
+
+
+def _warn_if_mmdet_scope_is_mmdetection(cfg: Config) -> None:
+    """``default_scope = 'mmdet'`` names mmdetection's registries when it is installed."""
+    if cfg.get('default_scope') != 'mmdet':
+        return
+    from mmdet_lite.registry import MMDET_SCOPE_IS_ALIAS  # such a config builds through it
+    if not MMDET_SCOPE_IS_ALIAS:
+        warnings.warn("the config sets default_scope='mmdet' and mmdetection is installed, "
+                      "so 'mmdet' names mmdetection's registries (mmdet_lite reads 'mmdet' as "
+                      "its own scope only where mmdetection is not installed); set "
+                      "default_scope='mmdet_lite' to build mmdet_lite's modules.",
+                      UserWarning, stacklevel=3)
 
 
 def _is_number(value) -> bool:
@@ -189,9 +223,43 @@ def parse_cfg_options(items: List[str]) -> dict:
     return {key: value for key, (_, value) in _split_cfg_options(items).items()}
 
 
-def check_key_exists(cfg: Config, dotted_key: str):
-    """The value at ``dotted_key`` in ``cfg``; ``KeyError`` naming the nearest keys when
-    it is not there."""
+class KeyLookup(NamedTuple):
+    """Where a dotted ``--cfg-options`` key leads in a config.
+
+    Attributes:
+        found (bool): The whole key exists.
+        value: Its value when found, else None.
+        prefix (str): The dotted part that exists (``''``: the top level).
+        missing (str): The first part not found under ``prefix`` (``''`` when found).
+        options (list): The keys under ``prefix`` (empty when it is not a dict).
+        near (list[str]): Existing dotted keys under ``prefix`` whose last part is close
+            to ``missing`` (typos), best first.
+    """
+    found: bool
+    value: Any
+    prefix: str
+    missing: str
+    options: list
+    near: List[str]
+
+
+# How close (difflib ratio) a missing key part must be to an existing one to look like a typo
+# of it: 'optimzer' / 'optimizer' is 0.94, 'max_epoch' / 'max_epochs' 0.95, while an
+# unrelated new key such as 'indices' scores at most 0.4 against a dataset's keys.
+TYPO_CUTOFF = 0.8
+
+
+def find_key(cfg: Config, dotted_key: str, cutoff: float = TYPO_CUTOFF) -> KeyLookup:
+    """Follow ``dotted_key`` (dict keys and list indices) through ``cfg``.
+
+    Args:
+        cfg (Config): The config.
+        dotted_key (str): E.g. ``'optim_wrapper.optimizer.lr'`` or ``'param_scheduler.0.end'``.
+        cutoff (float): difflib ratio from which an existing key counts as near.
+
+    Returns:
+        KeyLookup: Whether the key exists, its value, or where it stops and the near keys.
+    """
     node, walked = cfg._cfg_dict, []
     for part in dotted_key.split('.'):
         if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
@@ -201,14 +269,24 @@ def check_key_exists(cfg: Config, dotted_key: str):
         else:
             options = list(node.keys()) if isinstance(node, dict) else []
             prefix = '.'.join(walked)
-            near = difflib.get_close_matches(part, options, n=5, cutoff=0.4)
-            near = [f'{prefix}.{k}' if prefix else k for k in near]
-            hint = (f'nearest keys: {", ".join(near)}' if near else
-                    f'keys at {prefix or "the top level"}: '
-                    f'{", ".join(map(str, options[:15])) or "(none)"}')
-            raise KeyError(f'--cfg-options: {dotted_key!r} is not a key of the config '
-                           f'({part!r} not found under {prefix or "the top level"}); {hint}. '
-                           f'To add a new key on purpose, write it as '
-                           f'{NEW_KEY_PREFIX}{dotted_key}=VALUE')
+            close = difflib.get_close_matches(part, [str(k) for k in options], n=5,
+                                              cutoff=cutoff)
+            near = [f'{prefix}.{k}' if prefix else k for k in close]
+            return KeyLookup(False, None, prefix, part, options, near)
         walked.append(part)
-    return node
+    return KeyLookup(True, node, dotted_key, '', [], [])
+
+
+def check_key_exists(cfg: Config, dotted_key: str):
+    """The value at ``dotted_key`` in ``cfg``; ``KeyError`` naming the nearest keys when
+    it is not there (``load_config`` adds such keys; this is for callers that must not)."""
+    lookup = find_key(cfg, dotted_key, cutoff=0.4)
+    if lookup.found:
+        return lookup.value
+    prefix = lookup.prefix
+    hint = (f'nearest keys: {", ".join(lookup.near)}' if lookup.near else
+            f'keys at {prefix or "the top level"}: '
+            f'{", ".join(map(str, lookup.options[:15])) or "(none)"}')
+    raise KeyError(f'--cfg-options: {dotted_key!r} is not a key of the config '
+                   f'({lookup.missing!r} not found under {prefix or "the top level"}); '
+                   f'{hint}')

@@ -5,11 +5,16 @@ mmdet_lite at module level. The one exception, by design, is :func:`register_all
 the registration entry point: it imports every package inside the function, when called,
 as mmdetection's ``mmdet.utils.register_all_modules`` does.
 """
+from .mmdet_alias import (MmdetAliasError, disable_mmdet_import_alias,
+                          enable_mmdet_import_alias, mmdet_import_alias_enabled,
+                          real_mmdet_installed)
 from .setup_env import register_all_modules
 from .typing_utils import (ConfigType, InstanceList, MultiConfig, OptConfigType,
                            OptInstanceList, OptMultiConfig, RangeType)
 
 __all__ = [
-    'register_all_modules', 'ConfigType', 'OptConfigType', 'MultiConfig', 'OptMultiConfig',
-    'InstanceList', 'OptInstanceList', 'RangeType'
+    'register_all_modules', 'enable_mmdet_import_alias', 'disable_mmdet_import_alias',
+    'mmdet_import_alias_enabled', 'real_mmdet_installed', 'MmdetAliasError', 'ConfigType',
+    'OptConfigType', 'MultiConfig', 'OptMultiConfig', 'InstanceList', 'OptInstanceList',
+    'RangeType'
 ]

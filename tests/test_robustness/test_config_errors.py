@@ -1,9 +1,12 @@
 """A broken config or a mistyped ``--cfg-options`` value: one line naming the file and line,
-or the key and the value, instead of a traceback or a silently wrong config.
+or the key and the value, instead of a traceback or a silently wrong config. A key the
+config lacks is added, as in mmdetection; one that looks like a typo gets a warning.
 
 The tools' cases call ``tools/train.py``'s ``main`` in-process (they fail before torch is
 imported), through the ``call_tool`` fixture of ``tests/conftest.py``.
 """
+import warnings
+
 import pytest
 from helpers_tools import TINY_CONFIG, assert_one_line_error
 from mmengine.config import Config
@@ -90,3 +93,57 @@ def test_numbers_none_strings_and_plus_keys_still_go_through():
     # a + key is not checked, even where the config has a number
     cfg = load_config(TINY_CONFIG, ['+optim_wrapper.optimizer.lr=auto'])
     assert cfg.optim_wrapper.optimizer.lr == 'auto'
+
+
+def _cfg_option_warnings(caught) -> list:
+    return [str(w.message) for w in caught if '--cfg-options' in str(w.message)]
+
+
+def test_a_new_key_is_added_without_plus_and_without_warning():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        cfg = load_config(TINY_CONFIG, ['train_dataloader.dataset.indices=8',
+                                        'model.backbone.init_cfg.type=Pretrained'])
+    assert cfg.train_dataloader.dataset.indices == 8
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained')
+    assert _cfg_option_warnings(caught) == []
+
+
+def test_a_key_close_to_an_existing_one_warns_naming_it_and_is_added():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        cfg = load_config(TINY_CONFIG, ['optim_wrapper.optimzer.lr=0.1'])
+    assert _cfg_option_warnings(caught) == [
+        "--cfg-options optim_wrapper.optimzer.lr=0.1: the config has no "
+        "'optim_wrapper.optimzer', so 'optim_wrapper.optimzer.lr' is added as a new key; did "
+        "you mean the existing key 'optim_wrapper.optimizer', i.e. "
+        "optim_wrapper.optimizer.lr=0.1?"]
+    assert cfg.optim_wrapper.optimzer == dict(lr=0.1)
+    assert cfg.optim_wrapper.optimizer.lr == TINY_LR  # the existing key is untouched
+    # a plus key skips the check
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        load_config(TINY_CONFIG, ['+optim_wrapper.optimzer.lr=0.1'])
+    assert _cfg_option_warnings(caught) == []
+
+
+def test_find_key_walks_dicts_and_list_indices():
+    from mmdet_lite.apis.config_loading import check_key_exists, find_key
+    cfg = load_config(TINY_CONFIG)
+    found = find_key(cfg, 'param_scheduler.0.end')
+    assert found.found and found.value == cfg.param_scheduler[0].end
+    missing = find_key(cfg, 'train_cfg.max_epoch')
+    assert (missing.found, missing.prefix, missing.missing) == (False, 'train_cfg', 'max_epoch')
+    assert missing.near == ['train_cfg.max_epochs']
+    assert find_key(cfg, 'param_scheduler.7.end').missing == '7'
+    with pytest.raises(KeyError, match='nearest keys: train_cfg.max_epochs'):
+        check_key_exists(cfg, 'train_cfg.max_epoch')
+
+
+def test_the_train_tool_takes_a_new_key(call_tool, tmp_path):
+    """mmdetection's ``train_dataloader.dataset.indices=N`` goes through the tool's
+    option parsing (here up to the first error: a missing --resume checkpoint)."""
+    proc = call_tool('train', [TINY_CONFIG, '--work-dir', tmp_path / 'work',
+                               '--resume', tmp_path / 'gone.pth', '--cfg-options',
+                               'train_dataloader.dataset.indices=4'])
+    assert_one_line_error(proc, '--resume: checkpoint not found')
