@@ -4,14 +4,14 @@ from numbers import Number
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import ImgDataPreprocessor
-from mmengine.structures import PixelData
 from mmengine.utils import is_seq_of
 from torch import nn
 
 from mmdet_lite.registry import MODELS
 from mmdet_lite.structures import SampleList
+
+from .batch_augment_utils import pad_sample_sem_seg_, samplelist_boxtype2tensor
 
 
 @MODELS.register_module()
@@ -25,8 +25,11 @@ class DetDataPreprocessor(ImgDataPreprocessor):
     - ``batch_input_shape``: (H, W) of the padded batch, shared by all samples;
     - ``pad_shape``: (h, w) of that sample's own image rounded up to the divisor;
 
-    pads the ground-truth masks and semantic maps to ``batch_input_shape`` when asked
-    (training only), and finally runs ``batch_augments`` (training only).
+    replaces box objects (``HorizontalBoxes``) in the instances by their tensors when
+    ``boxtype2tensor``, pads the ground-truth masks and semantic maps to
+    ``batch_input_shape`` when asked (training only), and finally runs ``batch_augments``
+    (training only; :class:`BatchFixedSizePad`, :class:`BatchSyncRandomResize`,
+    :class:`BatchResize` or any ``MODELS`` module with that call signature).
 
     Args:
         mean (Sequence[Number], optional): Per-channel mean, in the channel order after
@@ -41,8 +44,9 @@ class DetDataPreprocessor(ImgDataPreprocessor):
         seg_pad_value (int): Value of padded semantic pixels. Defaults to 255.
         bgr_to_rgb (bool): Reverse the channels of BGR input. Defaults to False.
         rgb_to_bgr (bool): Reverse the channels of RGB input. Defaults to False.
-        boxtype2tensor (bool): Accepted for mmdetection config compatibility; boxes are
-            already tensors here. Defaults to True.
+        boxtype2tensor (bool): Replace the box objects in ``gt_instances``,
+            ``pred_instances`` and ``ignored_instances`` by their [N, 4] tensors, which
+            the heads expect. Defaults to True.
         non_blocking (bool): Non-blocking host-to-device copies. Defaults to False.
         batch_augments (list[dict], optional): Configs (built from ``MODELS``) of
             modules called as ``inputs, data_samples = aug(inputs, data_samples)``.
@@ -100,6 +104,8 @@ class DetDataPreprocessor(ImgDataPreprocessor):
             for data_sample, pad_shape in zip(data_samples, pad_shapes):
                 data_sample.set_metainfo({'batch_input_shape': batch_input_shape,
                                           'pad_shape': pad_shape})
+            if self.boxtype2tensor:
+                samplelist_boxtype2tensor(data_samples)
             if self.pad_mask and training:
                 self.pad_gt_masks(data_samples)
             if self.pad_seg and training:
@@ -136,15 +142,9 @@ class DetDataPreprocessor(ImgDataPreprocessor):
     def pad_gt_sem_seg(self, batch_data_samples: SampleList) -> None:
         """Pad ``gt_sem_seg.sem_seg`` [1, h, w] of every sample to ``batch_input_shape``."""
         for data_sample in batch_data_samples:
-            if 'gt_sem_seg' not in data_sample:
-                continue
-            sem_seg = data_sample.gt_sem_seg.sem_seg
-            h, w = sem_seg.shape[-2:]
-            pad_h, pad_w = data_sample.batch_input_shape
-            sem_seg = F.pad(sem_seg, pad=(0, max(pad_w - w, 0), 0, max(pad_h - h, 0)),
-                            mode='constant', value=self.seg_pad_value)
-            data_sample.gt_sem_seg = PixelData(sem_seg=sem_seg,
-                                               metainfo=data_sample.gt_sem_seg.metainfo)
+            if 'gt_sem_seg' in data_sample:
+                pad_sample_sem_seg_(data_sample, data_sample.batch_input_shape,
+                                    self.seg_pad_value)
 
 
 def _check_args(mean, std, pad_size_divisor, bgr_to_rgb, rgb_to_bgr) -> None:
