@@ -10,7 +10,6 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from collections import defaultdict
 from typing import Dict, List, Set
 
 import pytest

@@ -2,11 +2,13 @@
 ``DATA_SAMPLERS``."""
 from .base_det_dataset import BaseDetDataset
 from .coco import COCO_CLASSES, COCO_PALETTE, CocoDataset
+from .dataset_wrappers import MultiImageMixDataset
 from .samplers import AspectRatioBatchSampler
 from .shapes import ShapesDataset
 from .shapes_generator import SHAPES_CLASSES, generate_shapes_split
 
 __all__ = [
     'BaseDetDataset', 'CocoDataset', 'COCO_CLASSES', 'COCO_PALETTE', 'ShapesDataset',
-    'SHAPES_CLASSES', 'generate_shapes_split', 'AspectRatioBatchSampler'
+    'SHAPES_CLASSES', 'generate_shapes_split', 'AspectRatioBatchSampler',
+    'MultiImageMixDataset'
 ]

@@ -12,6 +12,7 @@ from mmengine.dataset import pseudo_collate
 from mmdet_lite.datasets import ShapesDataset
 from mmdet_lite.registry import MODELS
 from mmdet_lite.structures import DetDataSample
+from mmdet_lite.structures.bbox import HorizontalBoxes
 from mmdet_lite.structures.mask import BitmapMasks
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
@@ -21,7 +22,9 @@ TRAIN_PIPELINE = [
     dict(type='Resize', scale=(96, 80), keep_ratio=True),   # 64 x 64 -> 80 x 80
     dict(type='RandomFlip', prob=0.5),
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
-    dict(type='PackDetInputs'),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                          'scale_factor', 'flip', 'flip_direction',
+                                          'homography_matrix')),
 ]
 
 
@@ -32,6 +35,18 @@ def dataset(tmp_path_factory):
         data_root=str(root), ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'), num_images=4, image_size=64, max_objects=3,
         size_range=(12, 30), empty_ratio=0.0, pipeline=TRAIN_PIPELINE)
+
+
+def project_boxes(boxes: np.ndarray, matrix: np.ndarray, img_shape) -> np.ndarray:
+    """Hull of the box corners mapped by the 3x3 ``matrix``, clipped to ``img_shape``."""
+    x1, y1, x2, y2 = boxes.T
+    corners = np.stack([np.stack([x1, x2, x2, x1], 1), np.stack([y1, y1, y2, y2], 1),
+                        np.ones((len(boxes), 4))], axis=-1) @ np.asarray(matrix, np.float64).T
+    xs, ys = corners[..., 0] / corners[..., 2], corners[..., 1] / corners[..., 2]
+    out = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1)
+    out[:, 0::2] = out[:, 0::2].clip(0, img_shape[1])
+    out[:, 1::2] = out[:, 1::2].clip(0, img_shape[0])
+    return out
 
 
 def expected_boxes(data_info: dict, sample: DetDataSample) -> np.ndarray:
@@ -61,12 +76,22 @@ def test_pipeline_keeps_annotations_aligned(dataset):
 
         gt = sample.gt_instances
         assert len(gt) == len(data_info['instances']) > 0
-        torch.testing.assert_close(gt.bboxes, torch.from_numpy(expected_boxes(data_info, sample)))
+        # LoadAnnotations' default box_type='hbox' keeps box objects up to the data sample.
+        assert isinstance(gt.bboxes, HorizontalBoxes)
+        torch.testing.assert_close(gt.bboxes.tensor,
+                                   torch.from_numpy(expected_boxes(data_info, sample)))
+        # The recorded homography takes the dataset's boxes to the packed ones.
+        original = np.array([inst['bbox'] for inst in data_info['instances']], np.float64)
+        torch.testing.assert_close(
+            gt.bboxes.tensor,
+            torch.from_numpy(project_boxes(original, sample.homography_matrix,
+                                           sample.img_shape)).float(), atol=1e-4, rtol=0)
         assert gt.labels.tolist() == [inst['bbox_label'] for inst in data_info['instances']]
         assert isinstance(gt.masks, BitmapMasks) and gt.masks.masks.shape[1:] == (80, 80)
         # Polygons rasterize to whole pixels and the resize rounds: allow 2 px.
-        mask_boxes = gt.masks.get_bboxes()
-        torch.testing.assert_close(mask_boxes, gt.bboxes, atol=2.0, rtol=0)
+        mask_boxes = gt.masks.get_bboxes(HorizontalBoxes)
+        mask_boxes = getattr(mask_boxes, 'tensor', mask_boxes)  # a box object, as mmdet's
+        torch.testing.assert_close(mask_boxes, gt.bboxes.tensor, atol=2.0, rtol=0)
     assert flips == {True, False}, 'expected both flipped and unflipped samples'
 
 

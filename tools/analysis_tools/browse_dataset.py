@@ -6,9 +6,10 @@ Usage::
         [--show-interval 2] [--cfg-options KEY=VALUE ...]
 
 Each sample of ``cfg.train_dataloader.dataset`` goes through the training pipeline (resize,
-flip, crop ...) and is drawn with its ground truth, in the pipeline's output coordinates,
-by the config's visualizer; with ``--output-dir`` each drawing is saved there under the
-image's file name.
+flip, crop, Mosaic / MixUp through MultiImageMixDataset or their cached versions ...) and
+is drawn with its ground truth, in the pipeline's output coordinates, by the config's
+visualizer; with ``--output-dir`` each drawing is saved there as a PNG named after the image
+(with the sample index appended if the pipeline replaced the image by another one).
 """
 import argparse
 import os.path as osp
@@ -65,12 +66,21 @@ def main(argv=None) -> None:
     visualizer = init_visualizer(cfg, dataset.metainfo)
 
     progress = ProgressBar(len(dataset))
+    used_names = set()
     for index in range(len(dataset)):
         item = dataset[index]
         sample = item['data_samples']
         img = item['inputs'].permute(1, 2, 0).numpy()[..., ::-1]  # [H, W, 3] BGR -> RGB
         img_path = sample.metainfo.get('img_path')
-        name = osp.basename(img_path) if img_path else f'{index:06d}.jpg'
+        # A PNG named after the (first) image: lossless, so thin boxes and mask edges
+        # stay as drawn.
+        stem = osp.splitext(osp.basename(img_path))[0] if img_path else f'{index:06d}'
+        name = f'{stem}.png'
+        if name in used_names:
+            # When the pipeline gives up on a sample (e.g. RandomCrop without boxes), the
+            # dataset returns another image: keep one drawing per index all the same.
+            name = f'{stem}_{index:06d}.png'
+        used_names.add(name)
         visualizer.add_datasample(
             name, img, data_sample=sample, draw_pred=False, show=not args.not_show,
             wait_time=args.show_interval,

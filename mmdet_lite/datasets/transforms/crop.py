@@ -6,6 +6,10 @@ from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 
 from mmdet_lite.registry import TRANSFORMS
+from mmdet_lite.structures.bbox import autocast_box_type
+
+from .homography import record_homography
+from .transform_arg_errors import MissingResultKeyError, TransformArgError
 
 _CROP_TYPES = ('absolute', 'absolute_range', 'relative', 'relative_range')
 
@@ -29,8 +33,13 @@ class RandomCrop(BaseTransform):
     the dropped boxes go with them. Returns None (so the dataset picks another sample) when
     no box survives, unless ``allow_negative_crop``.
 
+    ``gt_bboxes`` may be a box object or a float32 array [N, 4] and keeps its kind. The
+    translation [[1, 0, -x0], [0, 1, -y0], [0, 0, 1]] of the window's corner (x0, y0) is
+    composed onto ``homography_matrix``.
+
     Modified keys: ``img``, ``img_shape``, ``gt_bboxes``, ``gt_bboxes_labels``,
-    ``gt_ignore_flags``, ``gt_masks``, ``gt_seg_map``.
+    ``gt_ignore_flags``, ``gt_masks``, ``gt_seg_map``, ``gt_instances_ids``.
+    Added keys: ``homography_matrix``.
 
     Args:
         crop_size (tuple): Window size or ratios, see above.
@@ -55,15 +64,15 @@ class RandomCrop(BaseTransform):
             raise TypeError(f'RandomCrop: `crop_size` must be a pair, got {crop_size!r}.')
         if crop_type.startswith('absolute'):
             if not all(isinstance(s, int) and s > 0 for s in crop_size):
-                raise ValueError(f'RandomCrop: an {crop_type!r} `crop_size` must be two '
-                                 f'positive ints, got {crop_size!r}.')
+                raise TransformArgError(f'RandomCrop: an {crop_type!r} `crop_size` must be '
+                                        f'two positive ints, got {crop_size!r}.')
             if crop_type == 'absolute_range' and crop_size[0] > crop_size[1]:
-                raise ValueError('RandomCrop: an absolute_range `crop_size` is (min, max) '
-                                 f'with min <= max, got {crop_size!r}.')
+                raise TransformArgError('RandomCrop: an absolute_range `crop_size` is (min, '
+                                        f'max) with min <= max, got {crop_size!r}.')
         elif not all(0 < s <= 1 for s in crop_size):
-            raise ValueError(f'RandomCrop: a {crop_type!r} `crop_size` must be two ratios '
-                             f'in (0, 1], got {crop_size!r}.')
-        self.crop_size = tuple(crop_size)
+            raise TransformArgError(f'RandomCrop: a {crop_type!r} `crop_size` must be two '
+                                    f'ratios in (0, 1], got {crop_size!r}.')
+        self.crop_size = crop_size  # kept as given: it shows in the repr
         self.crop_type = crop_type
         self.allow_negative_crop = allow_negative_crop
         self.recompute_bbox = recompute_bbox
@@ -92,6 +101,7 @@ class RandomCrop(BaseTransform):
         margin_h, margin_w = margin
         return np.random.randint(0, margin_h + 1), np.random.randint(0, margin_w + 1)
 
+    @autocast_box_type()
     def transform(self, results: dict) -> Optional[dict]:
         """Crop ``results`` in place.
 
@@ -103,12 +113,16 @@ class RandomCrop(BaseTransform):
             ``allow_negative_crop`` is False.
         """
         if 'img' not in results:
-            raise KeyError("RandomCrop needs results['img'] (run LoadImageFromFile first).")
+            raise MissingResultKeyError("RandomCrop needs results['img'] (run "
+                                        'LoadImageFromFile first).')
         img = results['img']
         crop_h, crop_w = self._get_crop_size(img.shape[:2])
         off_y, off_x = self._rand_offset((max(img.shape[0] - crop_h, 0),
                                           max(img.shape[1] - crop_w, 0)))
         window = np.array([off_x, off_y, off_x + crop_w, off_y + crop_h])
+        # Recorded before the boxes are checked, as in mmdetection.
+        record_homography(results, np.array([[1, 0, -off_x], [0, 1, -off_y], [0, 0, 1]],
+                                            dtype=np.float32))
 
         img = img[off_y:off_y + crop_h, off_x:off_x + crop_w, ...]
         results['img'] = img
@@ -123,30 +137,33 @@ class RandomCrop(BaseTransform):
 
     def _crop_instances(self, results: dict, window: np.ndarray) -> Optional[dict]:
         """Move boxes into window coordinates and keep the instances that touch it."""
-        h, w = results['img_shape']
-        bboxes = results['gt_bboxes'] - np.tile(window[:2], 2).astype(np.float32)
+        img_shape = results['img_shape']
+        bboxes = results['gt_bboxes']
+        bboxes.translate_([-int(window[0]), -int(window[1])])
         if self.bbox_clip_border:
-            bboxes[:, 0::2] = bboxes[:, 0::2].clip(0, w)
-            bboxes[:, 1::2] = bboxes[:, 1::2].clip(0, h)
-        # After clipping, a box outside the window has collapsed onto its border.
-        keep = ((bboxes[:, 0] < w) & (bboxes[:, 1] < h) & (bboxes[:, 2] > 0)
-                & (bboxes[:, 3] > 0))
+            bboxes.clip_(img_shape)
+        # Any overlap with the window counts; a clipped box outside it has collapsed
+        # onto its border and fails the strict inequalities.
+        keep = bboxes.is_inside(img_shape).numpy()
         if not keep.any() and not self.allow_negative_crop:
             return None
         results['gt_bboxes'] = bboxes[keep]
-        for key in ('gt_bboxes_labels', 'gt_ignore_flags'):
+        for key in ('gt_ignore_flags', 'gt_bboxes_labels', 'gt_instances_ids'):
             if results.get(key) is not None:
                 results[key] = results[key][keep]
         if results.get('gt_masks') is not None:
             results['gt_masks'] = results['gt_masks'][keep.nonzero()[0]].crop(window)
             if self.recompute_bbox:
-                results['gt_bboxes'] = results['gt_masks'].get_bboxes().numpy()
+                box_type = type(results['gt_bboxes'])
+                mask_boxes = results['gt_masks'].get_bboxes()
+                results['gt_bboxes'] = mask_boxes if isinstance(mask_boxes, box_type) \
+                    else box_type(mask_boxes)
         return results
 
     def __repr__(self) -> str:
+        # mmdetection's format: crop_type without quotes.
         return (f'{self.__class__.__name__}(crop_size={self.crop_size}, '
-                f"crop_type='{self.crop_type}', "
+                f'crop_type={self.crop_type}, '
                 f'allow_negative_crop={self.allow_negative_crop}, '
                 f'recompute_bbox={self.recompute_bbox}, '
                 f'bbox_clip_border={self.bbox_clip_border})')
-

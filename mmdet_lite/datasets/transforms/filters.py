@@ -5,6 +5,9 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmdet_lite.registry import TRANSFORMS
+from mmdet_lite.structures.bbox import BaseBoxes, autocast_box_type
+
+from .transform_arg_errors import MissingResultKeyError, check_arg
 
 # Every key holding one entry per instance; they are filtered together to stay aligned.
 _INSTANCE_KEYS = ('gt_bboxes', 'gt_bboxes_labels', 'gt_masks', 'gt_ignore_flags')
@@ -15,11 +18,13 @@ class FilterAnnotations(BaseTransform):
     """Keep instances whose box is wider and taller than ``min_gt_bbox_wh`` and/or whose
     mask has at least ``min_gt_mask_area`` pixels.
 
+    ``gt_bboxes`` may be a box object or a float32 array [N, 4] and keeps its kind.
+
     Modified keys: ``gt_bboxes``, ``gt_bboxes_labels``, ``gt_masks``, ``gt_ignore_flags``.
 
     Args:
         min_gt_bbox_wh (tuple[float, float]): Box width and height must be strictly
-            greater than these. Defaults to (1., 1.).
+            greater than these. Defaults to (1, 1).
         min_gt_mask_area (int): Mask area (pixels) must be at least this.
             Defaults to 1.
         by_box (bool): Filter by box size. Defaults to True.
@@ -31,23 +36,20 @@ class FilterAnnotations(BaseTransform):
     """
 
     def __init__(self,
-                 min_gt_bbox_wh: Tuple[float, float] = (1., 1.),
+                 min_gt_bbox_wh: Tuple[float, float] = (1, 1),
                  min_gt_mask_area: int = 1,
                  by_box: bool = True,
                  by_mask: bool = False,
                  keep_empty: bool = True) -> None:
-        if not (by_box or by_mask):
-            raise ValueError('FilterAnnotations: at least one of `by_box` and `by_mask` '
-                             'must be True.')
-        if len(min_gt_bbox_wh) != 2:
-            raise ValueError('FilterAnnotations: `min_gt_bbox_wh` must be (min_w, min_h), '
-                             f'got {min_gt_bbox_wh!r}.')
-        self.min_gt_bbox_wh = tuple(min_gt_bbox_wh)
+        check_arg(by_box or by_mask,
+                  'FilterAnnotations: at least one of `by_box` and `by_mask` must be True.')
+        self.min_gt_bbox_wh = min_gt_bbox_wh
         self.min_gt_mask_area = min_gt_mask_area
         self.by_box = by_box
         self.by_mask = by_mask
         self.keep_empty = keep_empty
 
+    @autocast_box_type()
     def transform(self, results: dict) -> Optional[dict]:
         """Filter the instances of ``results``.
 
@@ -60,36 +62,36 @@ class FilterAnnotations(BaseTransform):
             and ``keep_empty`` is True.
         """
         if 'gt_bboxes' not in results:
-            raise KeyError("FilterAnnotations needs results['gt_bboxes'] "
-                           '(run LoadAnnotations first).')
+            raise MissingResultKeyError("FilterAnnotations needs results['gt_bboxes'] "
+                                        '(run LoadAnnotations first).')
         bboxes = results['gt_bboxes']
         if len(bboxes) == 0:
             return results
         keep = np.ones(len(bboxes), dtype=bool)
         if self.by_box:
-            widths = bboxes[:, 2] - bboxes[:, 0]
-            heights = bboxes[:, 3] - bboxes[:, 1]
-            keep &= (widths > self.min_gt_bbox_wh[0]) & (heights > self.min_gt_bbox_wh[1])
+            keep &= ((bboxes.widths > self.min_gt_bbox_wh[0]).numpy()
+                     & (bboxes.heights > self.min_gt_bbox_wh[1]).numpy())
         if self.by_mask:
-            if results.get('gt_masks') is None:
-                raise KeyError("FilterAnnotations(by_mask=True) needs results['gt_masks'] "
-                               '(LoadAnnotations with with_mask=True).')
+            if 'gt_masks' not in results:
+                raise MissingResultKeyError(
+                    "FilterAnnotations(by_mask=True) needs results['gt_masks'] "
+                    '(LoadAnnotations with with_mask=True).')
             keep &= np.asarray(results['gt_masks'].areas) >= self.min_gt_mask_area
         if not keep.any() and self.keep_empty:
             return None
         for key in _INSTANCE_KEYS:
-            if results.get(key) is not None:
+            if key in results:
                 results[key] = _take(results[key], keep)
         return results
 
     def __repr__(self) -> str:
+        # mmdetection's repr shows only these two arguments.
         return (f'{self.__class__.__name__}(min_gt_bbox_wh={self.min_gt_bbox_wh}, '
-                f'min_gt_mask_area={self.min_gt_mask_area}, by_box={self.by_box}, '
-                f'by_mask={self.by_mask}, keep_empty={self.keep_empty})')
+                f'keep_empty={self.keep_empty})')
 
 
 def _take(values: Union[np.ndarray, object], keep: np.ndarray):
-    """Index arrays with the boolean ``keep``; masks take integer indices."""
-    if isinstance(values, np.ndarray):
+    """Index arrays and box objects with the boolean ``keep``; masks take integer indices."""
+    if isinstance(values, (np.ndarray, BaseBoxes)):
         return values[keep]
     return values[keep.nonzero()[0]]

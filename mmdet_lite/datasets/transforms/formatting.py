@@ -8,9 +8,8 @@ from mmengine.structures import InstanceData, PixelData
 
 from mmdet_lite.registry import TRANSFORMS
 from mmdet_lite.structures import DetDataSample
-
-# results key -> InstanceData field.
-_INSTANCE_FIELDS = {'gt_bboxes': 'bboxes', 'gt_bboxes_labels': 'labels', 'gt_masks': 'masks'}
+from mmdet_lite.structures.bbox import BaseBoxes
+from mmdet_lite.structures.mask import BaseInstanceMasks
 
 
 @TRANSFORMS.register_module()
@@ -20,10 +19,15 @@ class PackDetInputs(BaseTransform):
     - ``inputs``: the image as a tensor [C, H, W], same dtype and channel order as
       ``results['img']`` (uint8 BGR from ``LoadImageFromFile``).
     - ``data_samples.gt_instances``: instances whose ``gt_ignore_flags`` is False, with
-      ``bboxes`` (float32 tensor [N, 4]), ``labels`` (int64 tensor [N]) and ``masks``
-      (kept as BitmapMasks/PolygonMasks); ``ignored_instances`` holds the others.
-    - ``data_samples.gt_sem_seg``: PixelData ``sem_seg`` [1, H, W] if ``gt_seg_map``.
-    - ``data_samples.proposals``: ``bboxes``/``scores`` if ``proposals`` is present.
+      ``bboxes`` (a box object such as ``HorizontalBoxes`` stays one; a float32 array
+      becomes a tensor [N, 4]), ``labels`` (int64 tensor [N]) and ``masks`` (kept as
+      BitmapMasks/PolygonMasks); ``ignored_instances`` holds the others. Without
+      ``gt_ignore_flags`` every instance is a gt instance and ``ignored_instances`` is
+      empty. The results keys and their fields are in :attr:`mapping_table`.
+    - ``data_samples.gt_sem_seg``: PixelData ``sem_seg`` [1, H, W] from ``gt_seg_map``,
+      with metainfo ``ignore_index`` when present.
+    - ``data_samples.proposals``: ``bboxes`` (and ``scores`` from ``proposals_scores``)
+      when ``proposals`` is present (see ``LoadProposals``).
     - metainfo: ``results[k]`` for each ``k`` in ``meta_keys`` that is present.
 
     Args:
@@ -32,14 +36,14 @@ class PackDetInputs(BaseTransform):
             'flip_direction').
     """
 
+    # results key -> InstanceData field.
+    mapping_table = {'gt_bboxes': 'bboxes', 'gt_bboxes_labels': 'labels', 'gt_masks': 'masks'}
+
     def __init__(self,
                  meta_keys: Sequence[str] = ('img_id', 'img_path', 'ori_shape', 'img_shape',
                                              'scale_factor', 'flip', 'flip_direction')
                  ) -> None:
-        if isinstance(meta_keys, str):
-            raise TypeError(f'PackDetInputs: `meta_keys` must be a sequence of keys, got '
-                            f'the string {meta_keys!r}.')
-        self.meta_keys = tuple(meta_keys)
+        self.meta_keys = meta_keys
 
     def transform(self, results: dict) -> dict:
         """Pack ``results``.
@@ -61,8 +65,8 @@ class PackDetInputs(BaseTransform):
         else:
             kept_idx = ignored_idx = None
         gt_instances, ignored_instances = InstanceData(), InstanceData()
-        for key, field in _INSTANCE_FIELDS.items():
-            if results.get(key) is None:
+        for key, field in self.mapping_table.items():
+            if key not in results:
                 continue
             values = results[key]
             if kept_idx is None:
@@ -74,7 +78,7 @@ class PackDetInputs(BaseTransform):
         data_sample.ignored_instances = ignored_instances
 
         if 'proposals' in results:
-            proposals = InstanceData(bboxes=to_tensor(results['proposals']))
+            proposals = InstanceData(bboxes=_to_field(results['proposals']))
             if 'proposals_scores' in results:
                 proposals.scores = to_tensor(results['proposals_scores'])
             data_sample.proposals = proposals
@@ -103,5 +107,7 @@ def _image_to_tensor(img: np.ndarray) -> torch.Tensor:
 
 
 def _to_field(values):
-    """Arrays become tensors; mask structures stay as they are."""
-    return to_tensor(values) if isinstance(values, np.ndarray) else values
+    """Box objects and mask structures stay as they are; anything else becomes a tensor."""
+    if isinstance(values, (BaseBoxes, BaseInstanceMasks)):
+        return values
+    return to_tensor(values)

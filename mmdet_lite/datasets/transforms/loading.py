@@ -7,10 +7,12 @@ from typing import List, Optional, Tuple, Union
 
 import mmcv
 import numpy as np
-from mmcv.transforms import BaseTransform
-from mmengine.fileio import get
+import torch
+from mmcv.transforms import LoadAnnotations as MMCVLoadAnnotations
+from mmengine.fileio import FileClient, get
 
 from mmdet_lite.registry import TRANSFORMS
+from mmdet_lite.structures.bbox import get_box_type
 from mmdet_lite.structures.mask import BitmapMasks, PolygonMasks
 
 # A degenerate triangle standing in for an instance whose mask annotation is unusable; the
@@ -19,7 +21,7 @@ _FAKE_POLYGON = [np.zeros(6, dtype=np.float64)]
 
 
 @TRANSFORMS.register_module()
-class LoadAnnotations(BaseTransform):
+class LoadAnnotations(MMCVLoadAnnotations):
     """Load boxes, labels, instance masks and a semantic map from ``results['instances']``.
 
     Each instance is a dict with ``bbox`` ([x1, y1, x2, y2] pixels), ``bbox_label`` (int),
@@ -27,7 +29,9 @@ class LoadAnnotations(BaseTransform):
     list of polygons ``[[x1, y1, x2, y2, ...], ...]`` or a COCO RLE dict with ``size`` and
     ``counts`` (compressed string or uncompressed list).
 
-    Added keys: ``gt_bboxes`` (np.float32 [N, 4]), ``gt_ignore_flags`` (bool [N]),
+    Added keys: ``gt_bboxes`` (a box object of ``box_type``, ``HorizontalBoxes`` [N, 4]
+    float32 by default; with ``box_type=None`` an np.float32 array [N, 4]),
+    ``gt_ignore_flags`` (bool [N]),
     ``gt_bboxes_labels`` (np.int64 [N]), ``gt_masks`` (:class:`BitmapMasks` when
     ``poly2mask`` else :class:`PolygonMasks`), ``gt_seg_map`` (np.uint8 [H, W]) and
     ``ignore_index``.
@@ -37,43 +41,34 @@ class LoadAnnotations(BaseTransform):
     but marked ignored, with an empty placeholder mask, so all ``gt_*`` stay aligned.
 
     Args:
-        with_bbox (bool): Load ``gt_bboxes`` and ``gt_ignore_flags``. Defaults to True.
-        with_label (bool): Load ``gt_bboxes_labels``. Defaults to True.
         with_mask (bool): Load ``gt_masks``. Defaults to False.
-        with_seg (bool): Load ``gt_seg_map`` from ``results['seg_map_path']``.
-            Defaults to False.
         poly2mask (bool): Rasterize masks to :class:`BitmapMasks`; otherwise keep
             polygons as :class:`PolygonMasks`. Defaults to True.
-        box_type (str, optional): Accepted for mmdetection config compatibility; boxes are
-            always plain float32 arrays here. Defaults to 'hbox'.
+        box_type (str, optional): Registered box type wrapping ``gt_bboxes`` ('hbox' is
+            ``HorizontalBoxes``); None keeps an np.float32 array. Defaults to 'hbox'.
         reduce_zero_label (bool): Map semantic label 0 to ``ignore_index`` and shift the
             others down by one. Defaults to False.
-        backend_args (dict, optional): Arguments of the mmengine file backend used to read
-            the semantic map. Defaults to None.
-        imdecode_backend (str): Backend of ``mmcv.imfrombytes``. Defaults to 'cv2'.
         ignore_index (int): Label of ignored semantic pixels. Defaults to 255.
+        **kwargs: mmcv's ``LoadAnnotations`` arguments: ``with_bbox`` (load
+            ``gt_bboxes`` and ``gt_ignore_flags``, default True), ``with_label`` (load
+            ``gt_bboxes_labels``, default True), ``with_seg`` (load ``gt_seg_map`` from
+            ``results['seg_map_path']``, default False), ``imdecode_backend`` (default
+            'cv2'), ``backend_args`` (mmengine file backend of the semantic map, default
+            None) and the deprecated ``file_client_args``.
     """
 
     def __init__(self,
-                 with_bbox: bool = True,
-                 with_label: bool = True,
                  with_mask: bool = False,
-                 with_seg: bool = False,
                  poly2mask: bool = True,
                  box_type: Optional[str] = 'hbox',
                  reduce_zero_label: bool = False,
-                 backend_args: Optional[dict] = None,
-                 imdecode_backend: str = 'cv2',
-                 ignore_index: int = 255) -> None:
-        self.with_bbox = with_bbox
-        self.with_label = with_label
+                 ignore_index: int = 255,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
         self.with_mask = with_mask
-        self.with_seg = with_seg
         self.poly2mask = poly2mask
         self.box_type = box_type
         self.reduce_zero_label = reduce_zero_label
-        self.backend_args = None if backend_args is None else backend_args.copy()
-        self.imdecode_backend = imdecode_backend
         self.ignore_index = ignore_index
 
     def transform(self, results: dict) -> dict:
@@ -88,9 +83,13 @@ class LoadAnnotations(BaseTransform):
         """
         instances = results.get('instances', [])
         if self.with_bbox:
-            results['gt_bboxes'] = np.array(
-                [_field(inst, 'bbox', i) for i, inst in enumerate(instances)],
-                dtype=np.float32).reshape(-1, 4)
+            boxes = np.array([_field(inst, 'bbox', i) for i, inst in enumerate(instances)],
+                             dtype=np.float32).reshape(-1, 4)
+            if self.box_type is None:
+                results['gt_bboxes'] = boxes
+            else:
+                box_cls = get_box_type(self.box_type)[1]
+                results['gt_bboxes'] = box_cls(boxes, dtype=torch.float32)
             results['gt_ignore_flags'] = np.array(
                 [bool(inst.get('ignore_flag', 0)) for inst in instances], dtype=bool)
         if self.with_label:
@@ -133,7 +132,12 @@ class LoadAnnotations(BaseTransform):
     def _load_seg_map(self, results: dict) -> None:
         if results.get('seg_map_path') is None:
             return
-        seg_bytes = get(results['seg_map_path'], backend_args=self.backend_args)
+        if self.file_client_args is not None:  # mmcv's deprecated way, still accepted
+            seg_bytes = FileClient.infer_client(self.file_client_args,
+                                                results['seg_map_path']).get(
+                                                    results['seg_map_path'])
+        else:
+            seg_bytes = get(results['seg_map_path'], backend_args=self.backend_args)
         seg = mmcv.imfrombytes(seg_bytes, flag='unchanged',
                                backend=self.imdecode_backend).squeeze()
         if self.reduce_zero_label:
@@ -150,10 +154,10 @@ class LoadAnnotations(BaseTransform):
         results['ignore_index'] = self.ignore_index
 
     def __repr__(self) -> str:
+        # mmdetection's format: box_type and the semantic-map options are not shown.
         return (f'{self.__class__.__name__}(with_bbox={self.with_bbox}, '
                 f'with_label={self.with_label}, with_mask={self.with_mask}, '
                 f'with_seg={self.with_seg}, poly2mask={self.poly2mask}, '
-                f"box_type='{self.box_type}', reduce_zero_label={self.reduce_zero_label}, "
                 f"imdecode_backend='{self.imdecode_backend}', "
                 f'backend_args={self.backend_args})')
 
@@ -177,4 +181,3 @@ def _image_size(results: dict) -> Tuple[int, int]:
         raise KeyError("LoadAnnotations(with_mask=True) needs the image size: results has "
                        "neither 'ori_shape' (set by LoadImageFromFile) nor 'height'/'width'.")
     return int(h), int(w)
-

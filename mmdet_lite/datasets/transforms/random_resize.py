@@ -4,7 +4,7 @@ mmcv's ``RandomResize``/``RandomChoiceResize`` build their inner resize from mme
 root registry, which only reaches our :class:`Resize` (the one that also resizes masks)
 when ``mmdet_lite`` is the default scope. These subclasses build it from mmdet_lite's
 registry instead, so a pipeline works the same with or without a default scope. The
-scale sampling itself is mmcv's.
+scale sampling itself is mmcv's. The inner resize records ``homography_matrix``.
 """
 from numbers import Number
 from typing import Optional, Sequence, Tuple, Union
@@ -14,6 +14,8 @@ from mmcv.transforms import RandomChoiceResize as MMCVRandomChoiceResize
 from mmcv.transforms import RandomResize as MMCVRandomResize
 
 from mmdet_lite.registry import TRANSFORMS
+
+from .transform_arg_errors import check_arg
 
 Scale = Union[int, Tuple[int, int]]
 
@@ -47,13 +49,14 @@ class RandomResize(MMCVRandomResize):
         else:
             raise TypeError('RandomResize: `scale` must be one (w, h) scale or a pair of '
                             f'them, got {scale!r}.')
-        if ratio_range is not None and (len(ratio_range) != 2
-                                        or ratio_range[0] > ratio_range[1]):
-            raise ValueError('RandomResize: `ratio_range` must be (min, max) with '
-                             f'min <= max, got {ratio_range!r}.')
-        if ratio_range is None and not isinstance(self.scale, list):
-            raise ValueError('RandomResize: a single `scale` needs a `ratio_range`; '
-                             'otherwise give two (w, h) scales to sample between.')
+        # mmcv asserts these only when sampling; checking here names the config entry.
+        check_arg(ratio_range is None or (len(ratio_range) == 2
+                                          and ratio_range[0] <= ratio_range[1]),
+                  'RandomResize: `ratio_range` must be (min, max) with min <= max, got '
+                  f'{ratio_range!r}.')
+        check_arg(ratio_range is not None or isinstance(self.scale, list),
+                  'RandomResize: a single `scale` needs a `ratio_range`; otherwise give two '
+                  '(w, h) scales to sample between.')
         self.ratio_range = ratio_range
         self.resize_cfg = dict(type=resize_type, **resize_kwargs)
         self.resize = _build_placeholder_resize(self.resize_cfg)

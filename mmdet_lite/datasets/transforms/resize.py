@@ -5,13 +5,17 @@ from typing import Optional, Tuple, Union
 import mmcv
 import numpy as np
 from mmcv.image.geometric import _scale_size
-from mmcv.transforms import BaseTransform
+from mmcv.transforms import Resize as MMCVResize
 
 from mmdet_lite.registry import TRANSFORMS
+from mmdet_lite.structures.bbox import autocast_box_type
+
+from .homography import record_homography
+from .transform_arg_errors import MissingResultKeyError, TransformArgError
 
 
 @TRANSFORMS.register_module()
-class Resize(BaseTransform):
+class Resize(MMCVResize):
     """Resize ``img`` to ``scale`` (or by ``scale_factor``) and everything aligned with it.
 
     Without ``keep_ratio`` the image becomes exactly ``scale`` = (w, h). With ``keep_ratio``
@@ -27,8 +31,14 @@ class Resize(BaseTransform):
     instead of asking cv2 for a 0-pixel side; ``scale_factor`` then records the factors
     actually applied. An empty image (a side of 0) raises ``ValueError`` naming it.
 
+    ``gt_bboxes`` may be a box object (``HorizontalBoxes``) or a float32 array [N, 4]; it
+    keeps its kind. Boxes are scaled by ``scale_factor`` (then clipped to the image), masks
+    and the semantic map are resized to the image's size (nearest), and the 3x3 scaling
+    matrix ``diag(w_scale, h_scale, 1)`` is composed onto ``homography_matrix``.
+
     Modified keys: ``img``, ``img_shape``, ``gt_bboxes``, ``gt_masks``, ``gt_seg_map``.
-    Added keys: ``scale`` (w, h), ``scale_factor`` (w_scale, h_scale), ``keep_ratio``.
+    Added keys: ``scale`` (w, h), ``scale_factor`` (w_scale, h_scale), ``keep_ratio``,
+    ``homography_matrix`` (float32 [3, 3]).
 
     Args:
         scale (int | tuple[int, int], optional): Target (w, h); an int means (s, s).
@@ -50,9 +60,8 @@ class Resize(BaseTransform):
                  backend: str = 'cv2',
                  interpolation: str = 'bilinear') -> None:
         if scale is None and scale_factor is None:
-            raise ValueError('Resize needs `scale` (w, h) or `scale_factor`; both are None.')
-        if backend not in ('cv2', 'pillow'):
-            raise ValueError(f"Resize: backend must be 'cv2' or 'pillow', got {backend!r}.")
+            raise TransformArgError(f'{type(self).__name__} needs `scale` (w, h) or '
+                                    '`scale_factor`; both are None.')
         self.scale = _as_pair(scale, 'scale') if scale else scale
         self.scale_factor = (None if scale_factor is None else
                              _as_pair(scale_factor, 'scale_factor'))
@@ -61,6 +70,7 @@ class Resize(BaseTransform):
         self.backend = backend
         self.interpolation = interpolation
 
+    @autocast_box_type()
     def transform(self, results: dict) -> dict:
         """Resize ``results['img']`` and the annotations aligned with it.
 
@@ -71,7 +81,8 @@ class Resize(BaseTransform):
             dict: ``results`` with the resized entries.
         """
         if 'img' not in results:
-            raise KeyError("Resize needs results['img'] (run LoadImageFromFile first).")
+            raise MissingResultKeyError(f"{type(self).__name__} needs results['img'] (run "
+                                        'LoadImageFromFile first).')
         if min(results['img'].shape[:2]) < 1:
             raise ValueError(f"Resize: image {results.get('img_path') or '(array)'} is empty: "
                              f"shape {tuple(results['img'].shape)}")
@@ -87,13 +98,18 @@ class Resize(BaseTransform):
         self._resize_bboxes(results)
         self._resize_masks(results)
         self._resize_seg(results)
+        self._record_homography_matrix(results)
         return results
+
+    def _keep_ratio_size(self, w: int, h: int, scale: Tuple[int, int]) -> Tuple[int, int]:
+        """(w, h) of a ``keep_ratio`` resize: the size ``mmcv.imrescale`` picks."""
+        return mmcv.rescale_size((w, h), scale)
 
     def _output_size(self, results: dict) -> Tuple[int, int]:
         """(w, h) of the resized image, each side at least 1 pixel."""
         h, w = results['img'].shape[:2]
-        if self.keep_ratio:  # the size mmcv.imrescale would pick
-            new_w, new_h = mmcv.rescale_size((w, h), tuple(results['scale']))
+        if self.keep_ratio:
+            new_w, new_h = self._keep_ratio_size(w, h, tuple(results['scale']))
         else:
             new_w, new_h = results['scale']
         return max(int(new_w), 1), max(int(new_h), 1)
@@ -113,19 +129,15 @@ class Resize(BaseTransform):
     def _resize_bboxes(self, results: dict) -> None:
         if results.get('gt_bboxes') is None:
             return
-        w_scale, h_scale = results['scale_factor']
-        bboxes = results['gt_bboxes'] * np.array([w_scale, h_scale, w_scale, h_scale],
-                                                 dtype=np.float32)
+        results['gt_bboxes'].rescale_(results['scale_factor'])
         if self.clip_object_border:
-            h, w = results['img_shape']
-            bboxes[:, 0::2] = bboxes[:, 0::2].clip(0, w)
-            bboxes[:, 1::2] = bboxes[:, 1::2].clip(0, h)
-        results['gt_bboxes'] = bboxes.astype(np.float32)
+            results['gt_bboxes'].clip_(results['img_shape'])
 
     def _resize_masks(self, results: dict) -> None:
         if results.get('gt_masks') is None:
             return
-        # to the image's own (rounded, clamped) size, keep_ratio or not
+        # To the image's own (rounded, clamped) size: with keep_ratio this is the size
+        # ``masks.rescale(scale)`` would give, and it never drifts from the image.
         results['gt_masks'] = results['gt_masks'].resize(results['img_shape'])
 
     def _resize_seg(self, results: dict) -> None:
@@ -135,11 +147,18 @@ class Resize(BaseTransform):
         results['gt_seg_map'] = mmcv.imresize(results['gt_seg_map'], (w, h),
                                               interpolation='nearest', backend=self.backend)
 
+    def _record_homography_matrix(self, results: dict) -> None:
+        """Compose the scaling ``diag(w_scale, h_scale, 1)`` onto ``homography_matrix``."""
+        w_scale, h_scale = results['scale_factor']
+        record_homography(results, np.array([[w_scale, 0, 0], [0, h_scale, 0], [0, 0, 1]],
+                                            dtype=np.float32))
+
     def __repr__(self) -> str:
+        # mmdetection's format, unbalanced parentheses included.
         return (f'{self.__class__.__name__}(scale={self.scale}, '
                 f'scale_factor={self.scale_factor}, keep_ratio={self.keep_ratio}, '
-                f'clip_object_border={self.clip_object_border}, '
-                f"backend='{self.backend}', interpolation='{self.interpolation}')")
+                f'clip_object_border={self.clip_object_border}), '
+                f'backend={self.backend}), interpolation={self.interpolation})')
 
 
 def _as_pair(value: Union[Number, Tuple[Number, Number]], name: str) -> tuple:

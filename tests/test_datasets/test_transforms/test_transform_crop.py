@@ -10,7 +10,9 @@ The window is x in [10, 25), y in [5, 15): crop_size (15, 10) with the offset pi
 """
 import numpy as np
 import pytest
-from transform_helpers import assert_masks_match_boxes, make_image, make_results
+from transform_helpers import (BOX_KINDS, assert_homography_maps_boxes,
+                               assert_masks_match_boxes, boxes_as_array, make_image,
+                               make_results, with_box_kind)
 
 from mmdet_lite.datasets.transforms import RandomCrop
 
@@ -26,17 +28,34 @@ def pinned(transform: RandomCrop, offset=(5, 10)) -> RandomCrop:
 
 
 @pytest.mark.parametrize('mask_type', ['bitmap', 'polygon'])
-def test_boxes_shifted_clipped_and_dropped_with_aligned_annotations(mask_type):
+@pytest.mark.parametrize('kind', BOX_KINDS)
+def test_boxes_shifted_clipped_and_dropped_with_aligned_annotations(mask_type, kind):
     crop = pinned(RandomCrop(crop_size=(15, 10)))
-    results = crop(make_results(BOXES, labels=[10, 11, 12, 13, 14], ignore=IGNORE,
-                                masks=mask_type))
+    results = crop(with_box_kind(make_results(BOXES, labels=[10, 11, 12, 13, 14],
+                                              ignore=IGNORE, masks=mask_type), kind))
     assert results['img'].shape == (10, 15, 3)
     assert results['img_shape'] == (10, 15)
     np.testing.assert_array_equal(results['img'], make_image()[5:15, 10:25])
-    np.testing.assert_allclose(results['gt_bboxes'], KEPT_BOXES)
+    np.testing.assert_allclose(boxes_as_array(results, kind), KEPT_BOXES)
+    np.testing.assert_array_equal(results['homography_matrix'],
+                                  [[1, 0, -10], [0, 1, -5], [0, 0, 1]])
+    assert_homography_maps_boxes(BOXES, results, kind, keep=[1, 2, 4])
     np.testing.assert_array_equal(results['gt_bboxes_labels'], [11, 12, 14])
     np.testing.assert_array_equal(results['gt_ignore_flags'], [False, False, True])
     assert_masks_match_boxes(results, atol=0)
+
+
+def test_numpy_and_box_inputs_give_the_same_numbers():
+    outputs = [pinned(RandomCrop(crop_size=(15, 10)))(
+        with_box_kind(make_results(BOXES, masks=None), kind)) for kind in BOX_KINDS]
+    np.testing.assert_array_equal(outputs[0]['gt_bboxes'], outputs[1]['gt_bboxes'].numpy())
+
+
+def test_instance_ids_follow_the_kept_boxes():
+    results = make_results(BOXES, masks=None)
+    results['gt_instances_ids'] = np.array([100, 101, 102, 103, 104], dtype=np.int32)
+    results = pinned(RandomCrop(crop_size=(15, 10)))(results)
+    np.testing.assert_array_equal(results['gt_instances_ids'], [101, 102, 104])
 
 
 def test_without_border_clipping_boxes_keep_their_extent():
@@ -63,8 +82,11 @@ def test_recompute_bbox_from_masks():
     # A mask smaller than its (loose) box: the crop's boxes come from the mask.
     results['gt_masks'].masks[0, :, 8:12] = 0
     crop = pinned(RandomCrop(crop_size=(15, 10), recompute_bbox=True))
+    boxed = crop(with_box_kind(dict(results, gt_bboxes=results['gt_bboxes'].copy(),
+                                    gt_masks=results['gt_masks'][[0]]), 'hbox'))
     results = crop(results)
     np.testing.assert_allclose(results['gt_bboxes'], [[2, 0, 4, 7]])
+    np.testing.assert_allclose(boxes_as_array(boxed, 'hbox'), [[2, 0, 4, 7]])
 
 
 def test_absolute_crop_larger_than_image_keeps_whole_image():
@@ -100,17 +122,22 @@ def test_semantic_map_cropped_with_image():
 def test_bad_arguments():
     with pytest.raises(ValueError, match='crop_type'):
         RandomCrop(crop_size=(5, 5), crop_type='square')
-    with pytest.raises(ValueError, match='positive ints'):
+    # mmdetection asserts on the crop sizes.
+    with pytest.raises(AssertionError, match='positive ints'):
         RandomCrop(crop_size=(0, 5))
-    with pytest.raises(ValueError, match='min <= max'):
+    with pytest.raises(AssertionError, match='min <= max'):
         RandomCrop(crop_size=(9, 5), crop_type='absolute_range')
-    with pytest.raises(ValueError, match='ratios'):
+    with pytest.raises(AssertionError, match='ratios'):
         RandomCrop(crop_size=(1.5, 0.5), crop_type='relative')
     with pytest.raises(TypeError, match='pair'):
         RandomCrop(crop_size=5)
 
 
 def test_repr():
+    # mmdetection's format: crop_type is not quoted, crop_size is shown as given.
     assert repr(RandomCrop(crop_size=(15, 10))) == (
-        "RandomCrop(crop_size=(15, 10), crop_type='absolute', allow_negative_crop=False, "
-        "recompute_bbox=False, bbox_clip_border=True)")
+        'RandomCrop(crop_size=(15, 10), crop_type=absolute, allow_negative_crop=False, '
+        'recompute_bbox=False, bbox_clip_border=True)')
+    assert repr(RandomCrop(crop_size=[0.5, 0.5], crop_type='relative_range')) == (
+        'RandomCrop(crop_size=[0.5, 0.5], crop_type=relative_range, '
+        'allow_negative_crop=False, recompute_bbox=False, bbox_clip_border=True)')

@@ -1,7 +1,7 @@
 """FilterAnnotations by box size and mask area, keeping every gt_* key aligned."""
 import numpy as np
 import pytest
-from transform_helpers import make_results
+from transform_helpers import BOX_KINDS, boxes_as_array, make_results, with_box_kind
 
 from mmdet_lite.datasets.transforms import FilterAnnotations
 
@@ -9,19 +9,22 @@ from mmdet_lite.datasets.transforms import FilterAnnotations
 BOXES = [[3, 2, 9, 8], [10, 0, 11, 6], [12, 10, 18, 12], [10, 5, 30, 20]]
 
 
-def test_filter_by_box_keeps_aligned_annotations():
+@pytest.mark.parametrize('kind', BOX_KINDS)
+def test_filter_by_box_keeps_aligned_annotations(kind):
     results = make_results(BOXES, labels=[5, 6, 7, 8], ignore=[False, True, False, True])
-    results = FilterAnnotations(min_gt_bbox_wh=(1., 1.))(results)
+    results = FilterAnnotations(min_gt_bbox_wh=(1., 1.))(with_box_kind(results, kind))
     # Width and height must be strictly greater than the minimum: the 1-wide box goes.
-    np.testing.assert_allclose(results['gt_bboxes'], [BOXES[0], BOXES[2], BOXES[3]])
+    np.testing.assert_allclose(boxes_as_array(results, kind), [BOXES[0], BOXES[2], BOXES[3]])
     np.testing.assert_array_equal(results['gt_bboxes_labels'], [5, 7, 8])
     np.testing.assert_array_equal(results['gt_ignore_flags'], [False, False, True])
     np.testing.assert_array_equal(results['gt_masks'].areas, [36, 12, 300])
 
 
-def test_larger_minimum_size():
-    results = FilterAnnotations(min_gt_bbox_wh=(5, 5))(make_results(BOXES, masks=None))
-    np.testing.assert_allclose(results['gt_bboxes'], [BOXES[0], BOXES[3]])
+@pytest.mark.parametrize('kind', BOX_KINDS)
+def test_larger_minimum_size(kind):
+    results = FilterAnnotations(min_gt_bbox_wh=(5, 5))(
+        with_box_kind(make_results(BOXES, masks=None), kind))
+    np.testing.assert_allclose(boxes_as_array(results, kind), [BOXES[0], BOXES[3]])
 
 
 def test_filter_by_mask_area():
@@ -32,11 +35,13 @@ def test_filter_by_mask_area():
     np.testing.assert_array_equal(results['gt_masks'].areas, [36, 12])
 
 
-def test_all_filtered_returns_none_when_keep_empty():
-    tiny = make_results([[0, 0, 1, 1]])
+@pytest.mark.parametrize('kind', BOX_KINDS)
+def test_all_filtered_returns_none_when_keep_empty(kind):
+    tiny = with_box_kind(make_results([[0, 0, 1, 1]]), kind)
     assert FilterAnnotations()(tiny) is None
-    kept = FilterAnnotations(keep_empty=False)(make_results([[0, 0, 1, 1]]))
-    assert kept['gt_bboxes'].shape == (0, 4) and len(kept['gt_masks']) == 0
+    kept = FilterAnnotations(keep_empty=False)(
+        with_box_kind(make_results([[0, 0, 1, 1]]), kind))
+    assert boxes_as_array(kept, kind).shape == (0, 4) and len(kept['gt_masks']) == 0
 
 
 def test_image_without_instances_passes_through():
@@ -45,17 +50,19 @@ def test_image_without_instances_passes_through():
 
 
 def test_bad_arguments_and_missing_keys():
-    with pytest.raises(ValueError, match='by_box'):
+    # mmdetection asserts on all of these.
+    with pytest.raises(AssertionError, match='by_box'):
         FilterAnnotations(by_box=False, by_mask=False)
-    with pytest.raises(ValueError, match='min_gt_bbox_wh'):
-        FilterAnnotations(min_gt_bbox_wh=(1, 1, 1))
-    with pytest.raises(KeyError, match='gt_bboxes'):
+    with pytest.raises(AssertionError, match='gt_bboxes'):
         FilterAnnotations()({})
+    with pytest.raises(AssertionError, match='gt_masks'):
+        FilterAnnotations(by_mask=True)(make_results(BOXES, masks=None))
     with pytest.raises(KeyError, match='gt_masks'):
         FilterAnnotations(by_mask=True)(make_results(BOXES, masks=None))
 
 
 def test_repr():
-    assert repr(FilterAnnotations()) == (
-        'FilterAnnotations(min_gt_bbox_wh=(1.0, 1.0), min_gt_mask_area=1, by_box=True, '
-        'by_mask=False, keep_empty=True)')
+    # mmdetection's repr shows only min_gt_bbox_wh and keep_empty.
+    assert repr(FilterAnnotations()) == 'FilterAnnotations(min_gt_bbox_wh=(1, 1), keep_empty=True)'
+    assert repr(FilterAnnotations(min_gt_bbox_wh=(1e-2, 1e-2), keep_empty=False)) == (
+        'FilterAnnotations(min_gt_bbox_wh=(0.01, 0.01), keep_empty=False)')

@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 from mmengine.structures import InstanceData, PixelData
-from transform_helpers import make_image, make_results
+from transform_helpers import make_image, make_results, with_box_kind
 
-from mmdet_lite.datasets.transforms import PackDetInputs
+from mmdet_lite.datasets.transforms import LoadAnnotations, PackDetInputs
 from mmdet_lite.structures import DetDataSample
+from mmdet_lite.structures.bbox import HorizontalBoxes
 from mmdet_lite.structures.mask import BitmapMasks, PolygonMasks
 
 BOXES = [[3, 2, 9, 8], [10, 5, 30, 20], [0, 0, 4, 4]]
@@ -33,6 +34,41 @@ def test_pack_splits_ignored_instances(mask_type, mask_cls):
     torch.testing.assert_close(ignored.bboxes, torch.tensor([BOXES[1]], dtype=torch.float32))
     assert ignored.labels.tolist() == [4]
     assert len(ignored.masks) == 1
+
+
+def test_box_objects_stay_box_objects():
+    results = with_box_kind(make_results(BOXES, ignore=[False, True, False], masks=None), 'hbox')
+    sample = PackDetInputs()(results)['data_samples']
+    gt, ignored = sample.gt_instances, sample.ignored_instances
+    assert isinstance(gt.bboxes, HorizontalBoxes) and isinstance(ignored.bboxes, HorizontalBoxes)
+    torch.testing.assert_close(gt.bboxes.tensor,
+                               torch.tensor([BOXES[0], BOXES[2]], dtype=torch.float32))
+    torch.testing.assert_close(ignored.bboxes.tensor,
+                               torch.tensor([BOXES[1]], dtype=torch.float32))
+    # A single kept instance still packs as one box [1, 4].
+    single = with_box_kind(make_results(BOXES[:2], ignore=[False, True], masks=None), 'hbox')
+    assert PackDetInputs()(single)['data_samples'].gt_instances.bboxes.shape == (1, 4)
+
+
+def test_packs_load_annotations_output():
+    data = dict(img=make_image(), img_shape=(20, 30), ori_shape=(20, 30), img_id=3,
+                instances=[dict(bbox=b, bbox_label=i, ignore_flag=0)
+                           for i, b in enumerate(BOXES)])
+    packed = PackDetInputs()(LoadAnnotations()(data))
+    gt = packed['data_samples'].gt_instances
+    assert isinstance(gt.bboxes, HorizontalBoxes) and len(gt) == 3
+    torch.testing.assert_close(gt.bboxes.tensor, torch.tensor(BOXES, dtype=torch.float32))
+    numpy_gt = PackDetInputs()(LoadAnnotations(box_type=None)(dict(data)))[
+        'data_samples'].gt_instances
+    assert isinstance(numpy_gt.bboxes, torch.Tensor)
+    torch.testing.assert_close(numpy_gt.bboxes, gt.bboxes.tensor)
+
+
+def test_mapping_table_and_default_meta_keys():
+    assert PackDetInputs.mapping_table == {
+        'gt_bboxes': 'bboxes', 'gt_bboxes_labels': 'labels', 'gt_masks': 'masks'}
+    assert PackDetInputs().meta_keys == ('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                         'scale_factor', 'flip', 'flip_direction')
 
 
 def test_metainfo_takes_present_meta_keys_only():
@@ -81,7 +117,7 @@ def test_semantic_map_and_proposals():
         pytest.approx(0.9)]
 
 
-def test_bad_meta_keys_and_repr():
-    with pytest.raises(TypeError, match='meta_keys'):
-        PackDetInputs(meta_keys='img_id')
+def test_repr():
     assert repr(PackDetInputs(meta_keys=('img_id', ))) == "PackDetInputs(meta_keys=('img_id',))"
+    assert repr(PackDetInputs(meta_keys=['img_id', 'flip'])) == (
+        "PackDetInputs(meta_keys=['img_id', 'flip'])")

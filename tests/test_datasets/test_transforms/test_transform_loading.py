@@ -3,10 +3,12 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
+import torch
 from transform_helpers import mask_boxes, rect_bitmap
 
 from mmdet_lite.datasets.transforms import LoadAnnotations
 from mmdet_lite.registry import TRANSFORMS
+from mmdet_lite.structures.bbox import HorizontalBoxes
 from mmdet_lite.structures.mask import BitmapMasks, PolygonMasks
 
 H, W = 20, 30
@@ -50,8 +52,11 @@ BOXES = [[3, 2, 9, 8], [10, 5, 30, 20], [0, 0, 4, 4]]
 
 def test_boxes_labels_and_ignore_flags():
     results = LoadAnnotations()(sample())
-    assert results['gt_bboxes'].dtype == np.float32 and results['gt_bboxes'].shape == (3, 4)
-    np.testing.assert_allclose(results['gt_bboxes'], BOXES)
+    # box_type='hbox' (the default) gives HorizontalBoxes, as in mmdetection 3.
+    boxes = results['gt_bboxes']
+    assert isinstance(boxes, HorizontalBoxes)
+    assert boxes.tensor.dtype == torch.float32 and boxes.shape == (3, 4)
+    np.testing.assert_allclose(boxes.numpy(), BOXES)
     assert results['gt_bboxes_labels'].dtype == np.int64
     assert results['gt_bboxes_labels'].tolist() == [1, 4, 2]
     assert results['gt_ignore_flags'].dtype == bool
@@ -59,9 +64,18 @@ def test_boxes_labels_and_ignore_flags():
     assert 'gt_masks' not in results
 
 
+def test_box_type_none_keeps_a_float32_array():
+    results = LoadAnnotations(box_type=None)(sample())
+    assert isinstance(results['gt_bboxes'], np.ndarray)
+    assert results['gt_bboxes'].dtype == np.float32 and results['gt_bboxes'].shape == (3, 4)
+    np.testing.assert_allclose(results['gt_bboxes'], BOXES)
+    assert results['gt_ignore_flags'].tolist() == [False, True, False]
+
+
 def test_no_instances_gives_empty_arrays():
     results = LoadAnnotations(with_mask=True)(dict(ori_shape=(H, W), instances=[]))
     assert results['gt_bboxes'].shape == (0, 4)
+    assert LoadAnnotations(box_type=None)(dict(instances=[]))['gt_bboxes'].shape == (0, 4)
     assert results['gt_bboxes_labels'].shape == (0, )
     assert results['gt_ignore_flags'].shape == (0, )
     assert len(results['gt_masks']) == 0 and results['gt_masks'].height == H
@@ -80,7 +94,7 @@ def test_polygon_and_rle_masks_to_bitmaps():
 
 def test_poly2mask_false_keeps_polygons_and_ignores_rle_instances():
     masks = [polygon(BOXES[0]), polygon(BOXES[1]), compressed_rle(BOXES[2])]
-    results = LoadAnnotations(with_mask=True, poly2mask=False)(sample(masks))
+    results = LoadAnnotations(with_mask=True, poly2mask=False, box_type=None)(sample(masks))
     gt_masks = results['gt_masks']
     assert isinstance(gt_masks, PolygonMasks) and len(gt_masks) == 3
     np.testing.assert_allclose(gt_masks.masks[0][0], [3, 2, 9, 2, 9, 8, 3, 8])
@@ -122,8 +136,21 @@ def test_semantic_map_with_reduce_zero_label(tmp_path):
     np.testing.assert_array_equal(reduced['gt_seg_map'], [[255, 0, 1], [2, 255, 0]])
 
 
+def test_with_seg_only_and_positional_with_mask():
+    # mmdetection's first positional argument is with_mask; the rest go to mmcv by name.
+    transform = LoadAnnotations(True, with_bbox=False, with_label=False, with_seg=True)
+    assert transform.with_mask and not transform.with_bbox and transform.with_seg
+    # No seg_map_path (e.g. an unlabeled test image): nothing is loaded.
+    results = LoadAnnotations(with_bbox=False, with_label=False, with_seg=True)(dict())
+    assert 'gt_seg_map' not in results
+
+
 def test_repr():
+    # mmdetection's format: box_type and the semantic-map options are not shown.
     assert repr(LoadAnnotations(with_mask=True)) == (
         "LoadAnnotations(with_bbox=True, with_label=True, with_mask=True, with_seg=False, "
-        "poly2mask=True, box_type='hbox', reduce_zero_label=False, imdecode_backend='cv2', "
-        "backend_args=None)")
+        "poly2mask=True, imdecode_backend='cv2', backend_args=None)")
+    assert repr(LoadAnnotations(with_bbox=False, poly2mask=False,
+                                backend_args=dict(backend='local'))) == (
+        "LoadAnnotations(with_bbox=False, with_label=True, with_mask=False, with_seg=False, "
+        "poly2mask=False, imdecode_backend='cv2', backend_args={'backend': 'local'})")

@@ -1,7 +1,8 @@
 """Pad on a 20 x 30 (h x w) image: fixed size, size divisor, square, padding values."""
 import numpy as np
 import pytest
-from transform_helpers import assert_masks_match_boxes, make_image, make_results
+from transform_helpers import (BOX_KINDS, assert_masks_match_boxes, boxes_as_array,
+                               make_image, make_results, with_box_kind)
 
 from mmdet_lite.datasets.transforms import Pad
 
@@ -25,6 +26,14 @@ def test_output_shape(kwargs, shape):
     np.testing.assert_array_equal(results['img'][:20, :30], make_image())
     np.testing.assert_allclose(results['gt_bboxes'], BOXES)
     assert_masks_match_boxes(results, atol=0)
+
+
+@pytest.mark.parametrize('kind', BOX_KINDS)
+def test_boxes_of_either_kind_pass_unchanged_and_no_homography(kind):
+    results = Pad(size_divisor=16)(with_box_kind(make_results(BOXES), kind))
+    np.testing.assert_allclose(boxes_as_array(results, kind), BOXES)
+    # Bottom/right padding moves nothing: mmdetection records no homography for it.
+    assert 'homography_matrix' not in results
 
 
 def test_pad_values_for_image_masks_and_semantic_map():
@@ -53,21 +62,35 @@ def test_edge_padding_mode():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match='exactly one'):
+    # mmcv asserts on all of these.
+    with pytest.raises(AssertionError, match='exactly one'):
         Pad()
-    with pytest.raises(ValueError, match='exactly one'):
+    with pytest.raises(AssertionError, match='exactly one'):
         Pad(size=(32, 32), size_divisor=32)
-    with pytest.raises(ValueError, match='pad_to_square'):
+    with pytest.raises(AssertionError, match='pad_to_square'):
         Pad(size=(32, 32), pad_to_square=True)
     with pytest.raises(ValueError, match='size_divisor'):
         Pad(size_divisor=0)
-    with pytest.raises(ValueError, match='padding_mode'):
+    with pytest.raises(AssertionError, match='padding_mode'):
         Pad(size_divisor=32, padding_mode='wrap')
-    with pytest.raises(TypeError, match='pad_val'):
+    with pytest.raises(AssertionError, match='pad_val'):
         Pad(size_divisor=32, pad_val='black')
 
 
 def test_repr():
+    # mmcv's format, unbalanced parentheses and unquoted mode included.
     assert repr(Pad(size_divisor=32)) == (
         "Pad(size=None, size_divisor=32, pad_to_square=False, "
-        "pad_val={'img': 0, 'seg': 255}, padding_mode='constant')")
+        "pad_val={'img': 0, 'seg': 255}), padding_mode=constant)")
+    assert repr(Pad(size=(32, 24), pad_val=3)) == (
+        "Pad(size=(32, 24), size_divisor=None, pad_to_square=False, "
+        "pad_val={'img': 3, 'seg': 255}), padding_mode=constant)")
+
+
+def test_per_channel_image_pad_value():
+    # YOLOX/RTMDet configs write pad_val=dict(img=(114, 114, 114)).
+    results = dict(img=np.zeros((5, 6, 3), dtype=np.uint8))
+    results = Pad(size=(8, 8), pad_val=dict(img=(114, 115, 116)))(results)
+    assert results['img'].shape == (8, 8, 3)
+    np.testing.assert_array_equal(results['img'][7, 7], [114, 115, 116])
+    np.testing.assert_array_equal(results['img'][0, 0], [0, 0, 0])

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from mmengine import DefaultScope
 from mmengine.registry import TRANSFORMS as ROOT_TRANSFORMS
-from transform_helpers import assert_masks_match_boxes, make_results
+from transform_helpers import (BOX_KINDS, assert_homography_maps_boxes,
+                               assert_masks_match_boxes, boxes_as_array, make_results,
+                               with_box_kind)
 
 from mmdet_lite.datasets.transforms import (RandomChoice, RandomChoiceResize, RandomCrop,
                                             RandomResize, Resize)
@@ -63,6 +65,19 @@ def test_random_resize_samples_between_two_scales():
                                                              16 * h_sf], rtol=1e-5)
 
 
+@pytest.mark.parametrize('kind', BOX_KINDS)
+def test_random_resizes_record_homography_through_inner_resize(kind):
+    for transform in (RandomResize(scale=[(40, 10), (50, 16)]),
+                      RandomChoiceResize(scales=[(60, 10), (15, 40)], keep_ratio=True)):
+        results = transform(with_box_kind(make_results(BOXES), kind))
+        w_sf, h_sf = results['scale_factor']
+        np.testing.assert_allclose(results['homography_matrix'],
+                                   [[w_sf, 0, 0], [0, h_sf, 0], [0, 0, 1]], rtol=1e-6)
+        assert_homography_maps_boxes(BOXES, results, kind)
+        assert_masks_match_boxes(results)
+        boxes_as_array(results, kind)
+
+
 def test_random_choice_resize_picks_from_candidates():
     transform = RandomChoiceResize(scales=[(60, 10), (15, 40)])
     shapes = {transform(make_results(BOXES, masks=None))['img_shape'] for _ in range(20)}
@@ -85,9 +100,10 @@ def test_random_choice_builds_our_transforms_without_default_scope(no_default_sc
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match='ratio_range'):
+    # mmcv asserts these (when sampling); ours already at build time.
+    with pytest.raises(AssertionError, match='ratio_range'):
         RandomResize(scale=(30, 20))
-    with pytest.raises(ValueError, match='ratio_range'):
+    with pytest.raises(AssertionError, match='ratio_range'):
         RandomResize(scale=(30, 20), ratio_range=(2.0, 1.0))
     with pytest.raises(TypeError, match='scale'):
         RandomResize(scale='big', ratio_range=(1.0, 2.0))

@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from mmdet_lite.structures.bbox import HorizontalBoxes
 from mmdet_lite.structures.mask import BitmapMasks, PolygonMasks
 
 H, W = 20, 30
@@ -66,10 +67,64 @@ def mask_boxes(masks) -> np.ndarray:
 
 def assert_masks_match_boxes(results: dict, atol: float = 1.0) -> None:
     """Masks, boxes, labels and flags have one entry per instance; masks hug their boxes."""
-    n = len(results['gt_bboxes'])
+    boxes = results['gt_bboxes']
+    boxes = boxes.numpy() if isinstance(boxes, HorizontalBoxes) else boxes
+    n = len(boxes)
     assert len(results['gt_bboxes_labels']) == n
     assert len(results['gt_ignore_flags']) == n
     masks = results['gt_masks']
     assert len(masks) == n
     assert (masks.height, masks.width) == tuple(results['img'].shape[:2])
-    np.testing.assert_allclose(mask_boxes(masks), results['gt_bboxes'], atol=atol)
+    np.testing.assert_allclose(mask_boxes(masks), boxes, atol=atol)
+
+
+# --- box containers and homography -----------------------------------------------------
+BOX_KINDS = ('numpy', 'hbox')
+
+
+def with_box_kind(results: dict, kind: str) -> dict:
+    """Put ``results['gt_bboxes']`` in the container ``kind``: 'numpy' (float32 array, as
+    ``LoadAnnotations(box_type=None)``) or 'hbox' (``HorizontalBoxes``, the default)."""
+    if kind == 'hbox':
+        results['gt_bboxes'] = HorizontalBoxes(results['gt_bboxes'])
+    return results
+
+
+def boxes_as_array(results: dict, kind: str) -> np.ndarray:
+    """``results['gt_bboxes']`` as an array, after checking it kept the container ``kind``."""
+    boxes = results['gt_bboxes']
+    if kind == 'hbox':
+        assert isinstance(boxes, HorizontalBoxes), type(boxes)
+        return boxes.numpy()
+    assert isinstance(boxes, np.ndarray) and boxes.dtype == np.float32, type(boxes)
+    return boxes
+
+
+def project_boxes(boxes, matrix, clip_shape: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Map each box's four corners by the 3x3 ``matrix`` (numpy, float64) and take their
+    axis-aligned hull; then clip to ``clip_shape`` (h, w) when given."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x1, y1, x2, y2 = boxes.T
+    xs = np.stack([x1, x2, x2, x1], axis=1)
+    ys = np.stack([y1, y1, y2, y2], axis=1)
+    homo = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ np.asarray(matrix, np.float64).T
+    px, py = homo[..., 0] / homo[..., 2], homo[..., 1] / homo[..., 2]
+    out = np.stack([px.min(1), py.min(1), px.max(1), py.max(1)], axis=1)
+    if clip_shape is not None:
+        out[:, 0::2] = out[:, 0::2].clip(0, clip_shape[1])
+        out[:, 1::2] = out[:, 1::2].clip(0, clip_shape[0])
+    return out
+
+
+def assert_homography_maps_boxes(original_boxes, results: dict, kind: str,
+                                 keep: Optional[Sequence[int]] = None,
+                                 atol: float = 1e-4) -> None:
+    """``results['homography_matrix']`` (float32 3x3) takes the original boxes (those of
+    indices ``keep``) to the output boxes, clipped to the output image."""
+    matrix = results['homography_matrix']
+    assert matrix.shape == (3, 3) and matrix.dtype == np.float32
+    original = np.asarray(original_boxes, dtype=np.float64).reshape(-1, 4)
+    if keep is not None:
+        original = original[list(keep)]
+    expected = project_boxes(original, matrix, results['img'].shape[:2])
+    np.testing.assert_allclose(boxes_as_array(results, kind), expected, atol=atol)
