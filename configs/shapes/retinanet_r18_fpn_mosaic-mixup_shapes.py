@@ -19,8 +19,7 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size=img_scale),
     dict(type='YOLOXHSVRandomAug'),
     dict(type='RandomFlip', prob=0.5),
-    # RTMDet writes pad_val=dict(img=(114, 114, 114)): the same gray on every channel
-    dict(type='Pad', size=img_scale, pad_val=dict(img=114)),
+    dict(type='Pad', size=img_scale, pad_val=dict(img=(114, 114, 114))),
     dict(type='CachedMixUp', img_scale=img_scale, ratio_range=(1.0, 1.0),
          max_cached_images=10, random_pop=False, pad_val=(114, 114, 114), prob=0.5),
     dict(type='PackDetInputs')
