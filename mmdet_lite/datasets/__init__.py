@@ -6,9 +6,12 @@ from .dataset_wrappers import MultiImageMixDataset
 from .samplers import AspectRatioBatchSampler
 from .shapes import ShapesDataset
 from .shapes_generator import SHAPES_CLASSES, generate_shapes_split
+from .voc import VOC_CLASSES, VOC_PALETTE, VOCDataset
+from .xml_style import XMLDataset
 
 __all__ = [
     'BaseDetDataset', 'CocoDataset', 'COCO_CLASSES', 'COCO_PALETTE', 'ShapesDataset',
     'SHAPES_CLASSES', 'generate_shapes_split', 'AspectRatioBatchSampler',
-    'MultiImageMixDataset'
+    'MultiImageMixDataset',
+    'XMLDataset', 'VOCDataset', 'VOC_CLASSES', 'VOC_PALETTE'
 ]

@@ -61,18 +61,18 @@ def _check_fields(entries: List[dict], fields: tuple, kind: str, ann_file: str) 
 
 
 def _check_references(data: dict, ann_file: str) -> None:
-    """Ids must be unique and every annotation must name a listed image and category."""
+    """Ids must be unique and every annotation must name a listed image.
+
+    An annotation whose ``category_id`` is not a listed category is not an error: like any
+    annotation outside the selected classes it is skipped when parsed (mmdetection's
+    behaviour), with one warning per file.
+    """
     for field in ('images', 'annotations'):
         ids = [entry['id'] for entry in data[field]]
         if len(set(ids)) != len(ids):
             raise ValueError(f"{field[:-1]} ids in '{ann_file}' are not unique")
-    known_cats = {cat['id'] for cat in data['categories']}
     known_imgs = {image['id'] for image in data['images']}
     for ann in data['annotations']:
-        if ann['category_id'] not in known_cats:
-            raise KeyError(f"annotation id={ann['id']} in '{ann_file}' has category_id="
-                           f"{ann['category_id']}, which is not in its 'categories' "
-                           f'(ids {sorted(known_cats)})')
         if ann['image_id'] not in known_imgs:
             raise KeyError(f"annotation id={ann['id']} in '{ann_file}' has image_id="
                            f"{ann['image_id']}, which is not in its 'images'")
@@ -91,8 +91,8 @@ def load_coco_json(ann_file: str, backend_args: Optional[dict] = None) -> dict:
     Raises:
         FileNotFoundError: The file does not exist.
         ValueError: It cannot be read, is not json, or lacks ``images`` / ``categories``.
-        KeyError: An entry misses a required field, or an annotation names an image or
-            category the file does not list.
+        KeyError: An entry misses a required field, or an annotation names an image the
+            file does not list.
     """
     try:
         with get_local_path(ann_file, backend_args=backend_args) as local_path:
@@ -140,6 +140,9 @@ class CocoDataset(BaseDetDataset):
     ``img_id``, ``seg_map_path``, ``height``, ``width`` and ``instances``: dicts with
     ``bbox`` [x1, y1, x2, y2] in pixels, ``bbox_label``, ``ignore_flag`` (1 for crowd
     regions) and ``mask`` (polygon list or RLE dict) when the annotation has one.
+    Annotations whose ``category_id`` is not among the file's categories are skipped with
+    one warning per file, as mmdetection skips them; duplicate image or annotation ids and
+    annotations of an unlisted image are errors.
 
     Boxes that cannot be trained on are dropped: width or height below 1 px, zero area, or
     no overlap with the image. Invalid annotations are dropped with one warning per kind
@@ -176,6 +179,7 @@ class CocoDataset(BaseDetDataset):
         if not data['images']:
             raise ValueError(f"COCO annotation file '{self.ann_file}' lists no images")
         self._map_categories(data['categories'])
+        self._warn_unknown_categories(data)
         # invalid polygons are dropped here (or raise with strict), before anything uses them
         clean_coco_segmentations(data, self.ann_file, strict=getattr(self, 'strict', False))
         coco = _coco_index(data)
@@ -191,6 +195,19 @@ class CocoDataset(BaseDetDataset):
                           f'(first: annotation id={first_id}); pass strict=True to the '
                           'dataset to make this an error')
         return data_list
+
+    def _warn_unknown_categories(self, data: dict) -> None:
+        """Warn once about annotations whose ``category_id`` the file does not list.
+
+        They are skipped when parsed, as annotations of unselected classes are.
+        """
+        known_cats = {cat['id'] for cat in data['categories']}
+        unknown = [ann for ann in data['annotations'] if ann['category_id'] not in known_cats]
+        if unknown:
+            warnings.warn(
+                f"Skipped {len(unknown)} annotation(s) of '{self.ann_file}' whose category_id "
+                f"is not in its 'categories' (ids {sorted(known_cats)}); first: annotation "
+                f"id={unknown[0]['id']} with category_id={unknown[0]['category_id']}")
 
     def _drop_invalid(self, ann: dict, kind: str, problem: str) -> None:
         """Count an annotation dropped as ``kind``; with ``strict`` raise instead."""

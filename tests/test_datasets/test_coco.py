@@ -223,12 +223,21 @@ def test_image_without_file_name(tmp_path):
         CocoDataset(ann_file=path, metainfo=dict(classes=('cat', )))
 
 
-def test_annotation_with_unknown_category(tmp_path):
+def test_annotation_with_unknown_category_is_skipped_with_a_warning(tmp_path):
+    # mmdetection skips an annotation whose category_id is not a listed category
     data = tiny_coco()
     data['annotations'].append(dict(id=777, image_id=1, category_id=42, bbox=[1, 1, 5, 5]))
+    data['annotations'].append(dict(id=778, image_id=2, category_id=43, bbox=[1, 1, 5, 5]))
     path = write_json(tmp_path / 'badcat.json', data)
-    with pytest.raises(KeyError, match=r"annotation id=777 in .*badcat.json.*category_id=42"):
-        CocoDataset(ann_file=path, metainfo=dict(classes=('cat', )))
+    with pytest.warns(UserWarning, match=r"Skipped 2 annotation\(s\) of '.*badcat.json' whose "
+                      r'category_id .*first: annotation id=777 with category_id=42'):
+        dataset = CocoDataset(ann_file=path, metainfo=dict(classes=('cat', 'dog', 'bird')),
+                              test_mode=True, serialize_data=False)
+    clean = CocoDataset(ann_file=write_json(tmp_path / 'clean.json', tiny_coco()),
+                        metainfo=dict(classes=('cat', 'dog', 'bird')), test_mode=True,
+                        serialize_data=False)
+    assert [d['instances'] for d in dataset.data_list] == \
+        [d['instances'] for d in clean.data_list]
 
 
 def test_annotation_with_unknown_image_or_duplicate_id(tmp_path):

@@ -7,8 +7,9 @@
   (count, file, first annotation id); an instance with nothing valid left keeps its box and
   is an ignored region for masks, in training and in segm evaluation alike.
   ``CocoDataset(strict=True)`` makes each an error naming the file, the id and the problem.
-- Bad boxes (negative width/height, NaN), unknown category ids and missing fields give a
-  warning or an error naming the annotation.
+- Bad boxes (negative width/height, NaN) and missing fields give a warning or an error
+  naming the annotation; annotations of an unknown category id are skipped with a warning
+  (mmdetection skips them silently).
 - End to end: ``tools/test.py`` on a shapes val set with broken polygons warns once and
   evaluates; with ``strict=True`` it stops with a one-line error before testing, leaving
   an earlier ``--out`` file as it was.
@@ -198,11 +199,16 @@ def test_malformed_box_is_an_error(tmp_path, bbox):
         build(ann_file)
 
 
-def test_unknown_category_id_is_an_error(tmp_path):
+def test_unknown_category_id_is_skipped_with_a_warning(tmp_path):
+    # mmdetection's behaviour: the annotation is left out, the rest of the file is used
     ann_file = write(tmp_path, coco_json([SQUARE], category_id=42))
-    with pytest.raises(KeyError, match=r"annotation id=7 in '.*ann.json' has category_id=42, "
-                       r"which is not in its 'categories' \(ids \[1, 2\]\)"):
-        build(ann_file)
+    with pytest.warns(UserWarning, match=r"Skipped 1 annotation\(s\) of '.*ann.json' whose "
+                      r"category_id is not in its 'categories' \(ids \[1, 2\]\); first: "
+                      r'annotation id=7 with category_id=42'):
+        dataset = build(ann_file)
+    instances = dataset.get_data_info(0)['instances']
+    assert [inst['bbox'] for inst in instances] == [[10.0, 10.0, 30.0, 30.0]]
+    assert [inst['bbox_label'] for inst in instances] == [0]
 
 
 @pytest.mark.parametrize('section,index,field,kind', [
