@@ -3,6 +3,12 @@ from typing import List, Optional, Tuple, Union
 
 from torch import Tensor, nn
 
+from .utils import LossArgumentError
+
+
+class TopkTypeError(TypeError, AssertionError):
+    """``topk`` is neither an int nor a tuple of ints (an AssertionError as in mmdetection)."""
+
 
 def accuracy(pred: Tensor,
              target: Tensor,
@@ -25,16 +31,16 @@ def accuracy(pred: Tensor,
     elif isinstance(topk, tuple) and all(isinstance(k, int) for k in topk):
         topks, return_single = topk, False
     else:
-        raise TypeError(f'topk must be an int or a tuple of ints, but got {topk!r}')
+        raise TopkTypeError(f'topk must be an int or a tuple of ints, but got {topk!r}')
     if pred.size(0) == 0:
         accs = [pred.new_tensor(0.) for _ in topks]
         return accs[0] if return_single else accs
     if pred.dim() != 2 or target.dim() != 1 or pred.size(0) != target.size(0):
-        raise ValueError(f'accuracy expects pred [N, C] and target [N], but got '
-                         f'{tuple(pred.shape)} and {tuple(target.shape)}')
+        raise LossArgumentError(f'accuracy expects pred [N, C] and target [N], but got '
+                                f'{tuple(pred.shape)} and {tuple(target.shape)}')
     maxk = max(topks)
     if maxk > pred.size(1):
-        raise ValueError(f'topk {maxk} exceeds the number of classes {pred.size(1)}')
+        raise LossArgumentError(f'topk {maxk} exceeds the number of classes {pred.size(1)}')
     pred_value, pred_label = pred.topk(maxk, dim=1)  # [N, maxk] each
     correct = pred_label.t() == target.view(1, -1)  # [maxk, N]
     if thresh is not None:

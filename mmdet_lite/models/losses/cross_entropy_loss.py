@@ -1,12 +1,14 @@
 """Cross-entropy losses: softmax CE, sigmoid (binary) CE and per-class mask CE."""
-from typing import List, Optional, Tuple
+import warnings
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS
-from .utils import weight_reduce_loss
+from .accuracy import accuracy
+from .utils import LossArgumentError, check_reduction_override, weight_reduce_loss
 
 # torch's own default for "no ignored label".
 _TORCH_IGNORE_INDEX = -100
@@ -133,10 +135,11 @@ def mask_cross_entropy(pred: Tensor,
         Tensor: Loss of shape [1] (mean over all RoI pixels).
     """
     if ignore_index is not None:
-        raise ValueError('mask_cross_entropy does not support ignore_index')
+        raise LossArgumentError('mask_cross_entropy does not support ignore_index')
     if reduction != 'mean' or avg_factor is not None:
-        raise ValueError('mask_cross_entropy only supports reduction="mean" without avg_factor, '
-                         f'but got reduction={reduction!r}, avg_factor={avg_factor}')
+        raise LossArgumentError('mask_cross_entropy only supports reduction="mean" without '
+                                f'avg_factor, but got reduction={reduction!r}, '
+                                f'avg_factor={avg_factor}')
     if pred.numel() == 0:
         return pred.sum()[None] * 0
     rois = torch.arange(pred.size(0), dtype=torch.long, device=pred.device)
@@ -169,7 +172,8 @@ class CrossEntropyLoss(nn.Module):
                  avg_non_ignore: bool = False) -> None:
         super().__init__()
         if use_sigmoid and use_mask:
-            raise ValueError('CrossEntropyLoss: use_sigmoid and use_mask can not both be True')
+            raise LossArgumentError(
+                'CrossEntropyLoss: use_sigmoid and use_mask can not both be True')
         self.use_sigmoid = use_sigmoid
         self.use_mask = use_mask
         self.reduction = reduction
@@ -177,6 +181,11 @@ class CrossEntropyLoss(nn.Module):
         self.class_weight = class_weight
         self.ignore_index = ignore_index
         self.avg_non_ignore = avg_non_ignore
+        if ignore_index is not None and not avg_non_ignore and reduction == 'mean':
+            warnings.warn('Default ``avg_non_ignore`` is False, if you would like to ignore the '
+                          'certain label and average loss over non-ignore labels, which is the '
+                          'same with PyTorch official cross_entropy, set '
+                          '``avg_non_ignore=True``.')
         if self.use_sigmoid:
             self.cls_criterion = binary_cross_entropy
         elif self.use_mask:
@@ -210,6 +219,7 @@ class CrossEntropyLoss(nn.Module):
         Returns:
             Tensor: The weighted loss.
         """
+        check_reduction_override(reduction_override)
         reduction = reduction_override if reduction_override else self.reduction
         if ignore_index is None:
             ignore_index = self.ignore_index
@@ -226,3 +236,69 @@ class CrossEntropyLoss(nn.Module):
             ignore_index=ignore_index,
             avg_non_ignore=self.avg_non_ignore,
             **kwargs)
+
+
+@MODELS.register_module()
+class CrossEntropyCustomLoss(CrossEntropyLoss):
+    """Cross entropy whose classifier layout is chosen by the loss (V3Det).
+
+    Softmax: ``num_classes + 1`` outputs (the last is background). Sigmoid: ``num_classes``
+    outputs, the background score being ``1 - sum`` of the class probabilities.
+
+    Args:
+        use_sigmoid (bool): Use sigmoid BCE. Defaults to False.
+        use_mask (bool): Use ``mask_cross_entropy``. Defaults to False.
+        reduction (str): ``'none'``, ``'mean'`` or ``'sum'``. Defaults to ``'mean'``.
+        num_classes (int): Number of classes; must be set (not -1). Defaults to -1.
+        class_weight (list[float], optional): Per-class weights. Defaults to None.
+        ignore_index (int, optional): Label to ignore. Defaults to None.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+        avg_non_ignore (bool): Average only over non-ignored elements. Defaults to False.
+    """
+
+    def __init__(self,
+                 use_sigmoid: bool = False,
+                 use_mask: bool = False,
+                 reduction: str = 'mean',
+                 num_classes: int = -1,
+                 class_weight: Optional[List[float]] = None,
+                 ignore_index: Optional[int] = None,
+                 loss_weight: float = 1.0,
+                 avg_non_ignore: bool = False) -> None:
+        super().__init__(use_sigmoid, use_mask, reduction, class_weight, ignore_index,
+                         loss_weight, avg_non_ignore)
+        if num_classes == -1:
+            raise LossArgumentError('CrossEntropyCustomLoss needs num_classes')
+        self.num_classes = num_classes
+        self.custom_cls_channels = True
+        self.custom_activation = True
+        self.custom_accuracy = True
+
+    def get_cls_channels(self, num_classes: int) -> int:
+        """Classifier outputs: ``num_classes + 1`` (softmax) or ``num_classes`` (sigmoid)."""
+        if num_classes != self.num_classes:
+            raise LossArgumentError(f'num_classes {num_classes} differs from the loss\'s '
+                                    f'{self.num_classes}')
+        return num_classes if self.use_sigmoid else num_classes + 1
+
+    def get_activation(self, cls_score: Tensor) -> Tensor:
+        """Probabilities [N, num_classes + 1], background last.
+
+        Args:
+            cls_score (Tensor): Logits [N, num_classes (+ 1)].
+
+        Returns:
+            Tensor: Class probabilities then the background probability.
+        """
+        fine_cls_score = cls_score[:, :self.num_classes]
+        if not self.use_sigmoid:
+            return F.softmax(torch.cat([fine_cls_score, cls_score[:, [-1]]], dim=-1), dim=-1)
+        score_classes = fine_cls_score.sigmoid()
+        score_neg = (1 - score_classes.sum(dim=1, keepdim=True)).clamp(min=0, max=1)
+        return torch.cat([score_classes, score_neg], dim=1)
+
+    def get_accuracy(self, cls_score: Tensor, labels: Tensor) -> Dict[str, Tensor]:
+        """Top-1 accuracy over the foreground samples: ``{'acc_classes': Tensor}``."""
+        pos_inds = labels < self.num_classes
+        return dict(acc_classes=accuracy(cls_score[:, :self.num_classes][pos_inds],
+                                         labels[pos_inds]))

@@ -1,19 +1,21 @@
 """Sigmoid focal loss (RetinaNet), in plain torch."""
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS
-from .utils import weight_reduce_loss
+from .accuracy import accuracy
+from .utils import LossArgumentError, check_reduction_override, weight_reduce_loss
 
 
 def _check_labels(pred: Tensor, labels: Tensor) -> None:
     num_classes = pred.size(1)
     if labels.numel() > 0 and (labels.min() < 0 or labels.max() > num_classes):
-        raise ValueError(f'focal loss labels must lie in [0, {num_classes}] (num_classes means '
-                         f'background), but got [{int(labels.min())}, {int(labels.max())}]')
+        raise LossArgumentError(
+            f'focal loss labels must lie in [0, {num_classes}] (num_classes means '
+            f'background), but got [{int(labels.min())}, {int(labels.max())}]')
 
 
 def _match_weight(weight: Optional[Tensor], loss: Tensor) -> Optional[Tensor]:
@@ -21,8 +23,16 @@ def _match_weight(weight: Optional[Tensor], loss: Tensor) -> Optional[Tensor]:
     if weight is None or weight.shape == loss.shape:
         return weight
     if weight.size(0) == loss.size(0):
-        return weight.view(-1, 1)
-    return weight.view(loss.size(0), -1)
+        weight = weight.view(-1, 1)
+    elif weight.numel() == loss.numel():
+        weight = weight.view(loss.size(0), -1)
+    else:
+        raise LossArgumentError(f'focal loss weight {tuple(weight.shape)} matches neither the '
+                                f'samples nor the elements of the loss {tuple(loss.shape)}')
+    if weight.dim() != loss.dim():
+        raise LossArgumentError(f'focal loss weight {tuple(weight.shape)} can not be aligned '
+                                f'with the loss {tuple(loss.shape)}')
+    return weight
 
 
 def _focal_terms(logits: Tensor, prob: Tensor, gamma: float, alpha: float,
@@ -127,7 +137,7 @@ class FocalLoss(nn.Module):
                  activated: bool = False) -> None:
         super().__init__()
         if not use_sigmoid:
-            raise ValueError('FocalLoss only supports use_sigmoid=True')
+            raise LossArgumentError('FocalLoss only supports use_sigmoid=True')
         self.use_sigmoid = use_sigmoid
         self.gamma = gamma
         self.alpha = alpha
@@ -154,7 +164,80 @@ class FocalLoss(nn.Module):
         Returns:
             Tensor: The weighted loss.
         """
+        check_reduction_override(reduction_override)
         reduction = reduction_override if reduction_override else self.reduction
         return self.loss_weight * sigmoid_focal_loss(
             pred, target, weight, gamma=self.gamma, alpha=self.alpha, reduction=reduction,
             avg_factor=avg_factor, activated=self.activated)
+
+
+@MODELS.register_module()
+class FocalCustomLoss(nn.Module):
+    """Sigmoid focal loss whose classifier layout is chosen by the loss (V3Det).
+
+    The classifier has ``num_classes`` outputs; targets are class indices [N] in 0..C.
+    ``pred`` is always treated as logits (``activated`` is stored only, as mmdetection).
+
+    Args:
+        use_sigmoid (bool): Must be True. Defaults to True.
+        num_classes (int): Number of classes; must be set (not -1). Defaults to -1.
+        gamma (float): Focusing parameter. Defaults to 2.0.
+        alpha (float): Balance of positives vs. negatives. Defaults to 0.25.
+        reduction (str): ``'none'``, ``'mean'`` or ``'sum'``. Defaults to ``'mean'``.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+        activated (bool): Stored for config compatibility. Defaults to False.
+    """
+
+    def __init__(self,
+                 use_sigmoid: bool = True,
+                 num_classes: int = -1,
+                 gamma: float = 2.0,
+                 alpha: float = 0.25,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0,
+                 activated: bool = False) -> None:
+        super().__init__()
+        if not use_sigmoid:
+            raise LossArgumentError('FocalCustomLoss only supports use_sigmoid=True')
+        if num_classes == -1:
+            raise LossArgumentError('FocalCustomLoss needs num_classes')
+        self.use_sigmoid = use_sigmoid
+        self.num_classes = num_classes
+        self.gamma = gamma
+        self.alpha = alpha
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+        self.activated = activated
+        self.custom_cls_channels = True
+        self.custom_activation = True
+        self.custom_accuracy = True
+
+    def get_cls_channels(self, num_classes: int) -> int:
+        """Classifier outputs: ``num_classes``."""
+        if num_classes != self.num_classes:
+            raise LossArgumentError(f'num_classes {num_classes} differs from the loss\'s '
+                                    f'{self.num_classes}')
+        return num_classes
+
+    def get_activation(self, cls_score: Tensor) -> Tensor:
+        """Sigmoid class probabilities [N, num_classes] (no background column)."""
+        return cls_score[:, :self.num_classes].sigmoid()
+
+    def get_accuracy(self, cls_score: Tensor, labels: Tensor) -> Dict[str, Tensor]:
+        """Top-1 accuracy over the foreground samples: ``{'acc_classes': Tensor}``."""
+        pos_inds = labels < self.num_classes
+        return dict(acc_classes=accuracy(cls_score[:, :self.num_classes][pos_inds],
+                                         labels[pos_inds]))
+
+    def forward(self,
+                pred: Tensor,
+                target: Tensor,
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Compute the loss of logits [N, C] against labels [N] (C = background)."""
+        check_reduction_override(reduction_override)
+        reduction = reduction_override if reduction_override else self.reduction
+        return self.loss_weight * sigmoid_focal_loss(
+            pred, target, weight, gamma=self.gamma, alpha=self.alpha, reduction=reduction,
+            avg_factor=avg_factor)

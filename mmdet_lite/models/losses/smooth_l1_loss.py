@@ -5,13 +5,14 @@ import torch
 from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS
-from .utils import weighted_loss, zero_weight_loss
+from .utils import (LossArgumentError, check_reduction_override, weighted_loss,
+                    zero_weight_loss)
 
 
 def _check_same_shape(pred: Tensor, target: Tensor) -> None:
     if pred.size() != target.size():
-        raise ValueError(f'pred and target must have the same shape, but got '
-                         f'{tuple(pred.shape)} and {tuple(target.shape)}')
+        raise LossArgumentError(f'pred and target must have the same shape, but got '
+                                f'{tuple(pred.shape)} and {tuple(target.shape)}')
 
 
 @weighted_loss
@@ -29,7 +30,7 @@ def smooth_l1_loss(pred: Tensor, target: Tensor, beta: float = 1.0) -> Tensor:
         Tensor: Element-wise loss, same shape as ``pred``.
     """
     if beta <= 0:
-        raise ValueError(f'beta must be > 0, but got {beta}')
+        raise LossArgumentError(f'beta must be > 0, but got {beta}')
     if target.numel() == 0:
         return pred.sum() * 0
     _check_same_shape(pred, target)
@@ -80,6 +81,7 @@ class _RegressionLoss(nn.Module):
         zero = zero_weight_loss(pred, weight)
         if zero is not None:
             return zero
+        check_reduction_override(reduction_override)
         reduction = reduction_override if reduction_override else self.reduction
         return self.loss_weight * self._loss(pred, target, weight, reduction, avg_factor,
                                              **kwargs)

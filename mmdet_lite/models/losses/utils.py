@@ -8,9 +8,34 @@ from torch import Tensor
 _REDUCTIONS = ('none', 'mean', 'sum')
 
 
+class LossArgumentError(ValueError, AssertionError):
+    """A bad loss argument or input.
+
+    Also an ``AssertionError``: mmdetection asserts these conditions, and callers (and its
+    tests) catch AssertionError.
+    """
+
+
 def _check_reduction(reduction: str) -> None:
     if reduction not in _REDUCTIONS:
-        raise ValueError(f'reduction must be one of {_REDUCTIONS}, but got {reduction!r}')
+        raise LossArgumentError(f'reduction must be one of {_REDUCTIONS}, but got {reduction!r}')
+
+
+def check_reduction_override(reduction_override: Optional[str]) -> None:
+    """Reject a ``reduction_override`` other than None, ``'none'``, ``'mean'`` or ``'sum'``.
+
+    Losses call this before touching their inputs, so a bad override is reported as such
+    even when the inputs are malformed too.
+
+    Args:
+        reduction_override (str, optional): The per-call reduction.
+
+    Raises:
+        LossArgumentError: For any other value (an AssertionError too, as in mmdetection).
+    """
+    if reduction_override is not None and reduction_override not in _REDUCTIONS:
+        raise LossArgumentError(f'reduction_override must be None or one of {_REDUCTIONS}, '
+                                f'but got {reduction_override!r}')
 
 
 def reduce_loss(loss: Tensor, reduction: str) -> Tensor:

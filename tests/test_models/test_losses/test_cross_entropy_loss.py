@@ -37,6 +37,7 @@ def test_softmax_ce_class_weight_divides_by_sample_count():
     assert loss(LOGITS, LABELS).item() == pytest.approx((CE_1 + 2 * CE_0) / 2, rel=1e-5)
 
 
+@pytest.mark.filterwarnings('ignore:Default ``avg_non_ignore`` is False')
 def test_softmax_ce_ignore_index_and_avg_non_ignore():
     assert CrossEntropyLoss(ignore_index=0)(LOGITS, LABELS).item() == pytest.approx(
         CE_1 / 2, rel=1e-5)
@@ -60,6 +61,7 @@ def test_sigmoid_ce_background_label_is_all_negative():
     assert loss(SIG_LOGITS, binary).item() == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.filterwarnings('ignore:Default ``avg_non_ignore`` is False')
 def test_sigmoid_ce_ignore_index_class_weight_and_avg_non_ignore():
     first_row = _softplus(1.) - 1. + _softplus(-1.)
     labels = torch.tensor([0, 1])
