@@ -17,7 +17,12 @@ from mmdet_lite.models.layers.res_layer import (BasicBlock, Bottleneck, ResLayer
 from mmdet_lite.registry import MODELS
 from mmdet_lite.utils import ConfigType, OptConfigType, OptMultiConfig
 
-__all__ = ['ResNet', 'ResNetV1d', 'BasicBlock', 'Bottleneck']
+__all__ = ['ResNet', 'ResNetV1d', 'BasicBlock', 'Bottleneck', 'ResNetArgumentError']
+
+
+class ResNetArgumentError(ValueError, AssertionError):
+    """A ResNet argument that mmdetection rejects with an assert (hence also an
+    AssertionError)."""
 
 
 @MODELS.register_module()
@@ -102,8 +107,8 @@ class ResNet(BaseModule):
         if depth not in self.arch_settings:
             raise KeyError(f'Invalid depth {depth} for {type(self).__name__}; expected one of '
                            f'{sorted(self.arch_settings)}.')
-        self._check_args(num_stages, strides, dilations, out_indices, style, frozen_stages,
-                         dcn, stage_with_dcn)
+        self._check_args(self.arch_settings[depth][0], num_stages, strides, dilations,
+                         out_indices, style, frozen_stages, dcn, stage_with_dcn)
         self.block, stage_blocks = self.arch_settings[depth]
         self.zero_init_residual = zero_init_residual
         block_init_cfg = self._resolve_init_cfg(pretrained, init_cfg)
@@ -157,32 +162,38 @@ class ResNet(BaseModule):
         self.feat_dim = self.block.expansion * base_channels * 2**(len(self.stage_blocks) - 1)
 
     @staticmethod
-    def _check_args(num_stages, strides, dilations, out_indices, style, frozen_stages, dcn,
-                    stage_with_dcn) -> None:
+    def _check_args(block, num_stages, strides, dilations, out_indices, style, frozen_stages,
+                    dcn, stage_with_dcn) -> None:
+        """The checks of mmdetection's ResNet (its asserts raise ``ResNetArgumentError``)."""
         if not 1 <= num_stages <= 4:
-            raise ValueError(f'num_stages must be in 1..4, got {num_stages}.')
+            raise ResNetArgumentError(f'num_stages must be in 1..4, got {num_stages}.')
         if not len(strides) == len(dilations) == num_stages:
-            raise ValueError(f'strides (length {len(strides)}) and dilations (length '
-                             f'{len(dilations)}) need one entry per stage, num_stages='
-                             f'{num_stages}.')
-        if not out_indices or any(not 0 <= i < num_stages for i in out_indices):
-            raise ValueError(f'out_indices must be non-empty stage indices in '
-                             f'0..{num_stages - 1}, got {tuple(out_indices)}.')
-        if style not in ('pytorch', 'caffe'):
-            raise ValueError(f"style must be 'pytorch' or 'caffe', got {style!r}.")
-        if not -1 <= frozen_stages <= num_stages:
+            raise ResNetArgumentError(
+                f'strides (length {len(strides)}) and dilations (length {len(dilations)}) '
+                f'need one entry per stage, num_stages={num_stages}.')
+        # Only the largest index is checked, as in mmdetection; negative ones select nothing.
+        if not out_indices or max(out_indices) >= num_stages:
+            raise ResNetArgumentError(f'out_indices must be non-empty stage indices below '
+                                      f'num_stages, 0..{num_stages - 1}, got '
+                                      f'{tuple(out_indices)}.')
+        # mmdetection's Bottleneck asserts the style; its BasicBlock ignores it.
+        if issubclass(block, Bottleneck) and style not in ('pytorch', 'caffe'):
+            raise ResNetArgumentError(f"style must be 'pytorch' or 'caffe', got {style!r}.")
+        # Values below -1 freeze nothing, like -1 (mmdetection does not check them).
+        if frozen_stages > num_stages:
             raise ValueError(f'frozen_stages must be in -1..{num_stages} (num_stages), got '
-                             f'{frozen_stages}.')
+                             f'{frozen_stages}: there is no stage {frozen_stages} to freeze.')
         if dcn is not None and len(stage_with_dcn) != num_stages:
-            raise ValueError(f'stage_with_dcn (length {len(stage_with_dcn)}) needs one flag '
-                             f'per stage, num_stages={num_stages}.')
+            raise ResNetArgumentError(f'stage_with_dcn (length {len(stage_with_dcn)}) needs one '
+                                      f'flag per stage, num_stages={num_stages}.')
 
     def _resolve_init_cfg(self, pretrained: Optional[str],
                           init_cfg: OptMultiConfig) -> OptConfigType:
         """Set ``self.init_cfg`` and return the per-block init config (zero-init residual)."""
-        if init_cfg is not None and pretrained is not None:
-            raise ValueError('init_cfg and pretrained cannot be set at the same time; use '
-                             "init_cfg=dict(type='Pretrained', checkpoint=...) only.")
+        if init_cfg and pretrained:
+            raise ResNetArgumentError('init_cfg and pretrained cannot be set at the same time; '
+                                      "use init_cfg=dict(type='Pretrained', checkpoint=...) "
+                                      'only.')
         if pretrained is not None:
             if not isinstance(pretrained, str):
                 raise TypeError(f'pretrained must be a str path or None, got '
@@ -199,9 +210,12 @@ class ResNet(BaseModule):
         ]
         if not self.zero_init_residual:
             return None
-        if issubclass(self.block, Bottleneck):
+        # Identity, not issubclass, as mmdetection 3.3: the zero init reaches ResNet's own
+        # block classes only. ResNeXt's Bottleneck is a subclass, so a ResNeXt's residual
+        # norms start at 1 like every other norm (an mmdetection quirk, kept for parity).
+        if self.block is Bottleneck:
             return dict(type='Constant', val=0, override=dict(name='norm3'))
-        if issubclass(self.block, BasicBlock):
+        if self.block is BasicBlock:
             return dict(type='Constant', val=0, override=dict(name='norm2'))
         return None
 
@@ -261,15 +275,32 @@ class ResNet(BaseModule):
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages >= 0:
-            stem = [self.stem] if self.deep_stem else [self.conv1, self.norm1]
-            frozen = stem + [getattr(self, f'layer{i}') for i in range(1, self.frozen_stages + 1)]
-            for module in frozen:
-                module.eval()
+            if self.deep_stem:
+                self.stem.eval()
+                stem = [self.stem]
+            else:
+                # Only norm1 goes to eval mode; conv1 keeps the model's mode, as in
+                # mmdetection 3.3 (a plain conv behaves the same in both modes).
+                self.norm1.eval()
+                stem = [self.conv1, self.norm1]
+            for module in stem:
                 for param in module.parameters():
                     param.requires_grad = False
+        for i in range(1, self.frozen_stages + 1):
+            layer = getattr(self, f'layer{i}')
+            layer.eval()
+            for param in layer.parameters():
+                param.requires_grad = False
 
     def init_weights(self) -> None:
-        """Initialize weights, checking first that a local Pretrained checkpoint exists."""
+        """Initialize weights, checking first that a local Pretrained checkpoint exists.
+
+        As in mmdetection 3.3 with mmcv, the offset convs (``conv_offset``) of the DCN
+        (``type='DCN'``) layers end with the init of ``init_cfg``: the default Kaiming init
+        of every ``Conv2d`` reaches them and nothing zeroes them afterwards, because mmcv's
+        ``DeformConv2dPack`` has no ``init_weights`` for mmengine to call (DCNv2's
+        ``ModulatedDeformConv2dPack`` has one, and its offsets end at zero).
+        """
         cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
         for cfg in cfgs:
             if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':

@@ -1,8 +1,9 @@
-from .dcn import DeformConv2dPack, ModulatedDeformConv2dPack
+from .dcn import DeformConv2dPack, ModulatedDeformConv2d, ModulatedDeformConv2dPack
 from .res_layer import BasicBlock, Bottleneck, ResLayer
 
 __all__ = [
-    'DeformConv2dPack', 'ModulatedDeformConv2dPack', 'BasicBlock', 'Bottleneck', 'ResLayer',
+    'DeformConv2dPack', 'ModulatedDeformConv2d', 'ModulatedDeformConv2dPack', 'BasicBlock',
+    'Bottleneck', 'ResLayer',
 ]
 
 # RoI pooling and NMS used by the two-stage heads.
@@ -23,3 +24,24 @@ __all__ += [
     'DetrTransformerDecoder', 'DetrTransformerDecoderLayer', 'MLP', 'coordinate_to_encoding',
     'inverse_sigmoid', 'nchw_to_nlc', 'nlc_to_nchw'
 ]
+
+# YOLOX / RTMDet / DyHead family: CSP layers, SPP, channel attentions and the EMA model.
+from .csp_layer import CSPLayer, CSPNeXtBlock, DarknetBottleneck  # noqa: E402
+from .ema import ExpMomentumEMA  # noqa: E402
+from .se_layer import ChannelAttention, DyReLU, SELayer  # noqa: E402
+from .spp_bottleneck import SPPBottleneck  # noqa: E402
+
+__all__ += [
+    'CSPLayer', 'CSPNeXtBlock', 'DarknetBottleneck', 'ExpMomentumEMA', 'ChannelAttention',
+    'DyReLU', 'SELayer', 'SPPBottleneck'
+]
+
+# CARAFE content-aware upsampling (FPN_CARAFE, CARAFE mask heads).
+from .carafe import CARAFE, CARAFEPack, carafe  # noqa: E402
+
+__all__ += ['CARAFE', 'CARAFEPack', 'carafe']
+
+# Cosine-similarity predictors (seesaw-loss box heads); also registers 'Linear'.
+from .normed_predictor import NormedConv2d, NormedLinear  # noqa: E402
+
+__all__ += ['NormedLinear', 'NormedConv2d']

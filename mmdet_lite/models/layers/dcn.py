@@ -9,9 +9,12 @@ Each layer predicts its own sampling offsets (and, for DCNv2, modulation masks) 
 with a plain conv, ``conv_offset``, that starts at zero: at initialisation DCN equals a plain
 convolution and DCNv2 equals half of it (sigmoid(0) = 0.5).
 
-Both types are registered in mmdet_lite's ``MODELS`` and in mmengine's root ``MODELS``, where
-``mmcv.cnn.build_conv_layer`` looks when no default scope is set, so ``conv_cfg=dict(type='DCN')``
-works anywhere a conv config is accepted.
+``ModulatedDeformConv2d`` is the DCNv2 layer without its own offset conv (the caller passes
+offsets and masks), as mmcv's class of that name.
+
+Both Pack types are registered in mmdet_lite's ``MODELS`` and in mmengine's root ``MODELS``,
+where ``mmcv.cnn.build_conv_layer`` looks when no default scope is set, so
+``conv_cfg=dict(type='DCN')`` works anywhere a conv config is accepted.
 """
 import math
 from typing import Tuple, Union
@@ -27,34 +30,37 @@ from mmdet_lite.registry import MODELS
 IntOrPair = Union[int, Tuple[int, int]]
 
 
-class _DeformConvBase(nn.Module):
-    """Shared parameters and checks of the two deformable convs.
+class DCNArgumentError(ValueError, AssertionError):
+    """A deformable conv argument mmcv rejects (mmcv asserts, hence also AssertionError)."""
+
+
+class _DeformConvWeights(nn.Module):
+    """Main-conv parameters, checks and the sampling call shared by every deformable conv.
 
     Args:
         in_channels (int): Input channels C_in.
         out_channels (int): Output channels C_out.
         kernel_size (int | tuple[int, int]): Kernel size (kh, kw).
-        stride (int | tuple[int, int]): Stride. Defaults to 1.
-        padding (int | tuple[int, int]): Zero padding. Defaults to 0.
-        dilation (int | tuple[int, int]): Kernel dilation. Defaults to 1.
-        groups (int): Groups of the main convolution. Defaults to 1.
-        deform_groups (int): Channel groups that each get their own offsets. Defaults to 1.
+        stride (int | tuple[int, int]): Stride.
+        padding (int | tuple[int, int]): Zero padding.
+        dilation (int | tuple[int, int]): Kernel dilation.
+        groups (int): Groups of the main convolution.
+        deform_groups (int): Channel groups that each get their own offsets.
         bias (bool): Whether the main convolution has a bias.
-        values_per_position (int): Offset-conv outputs per kernel position and deform group:
-            2 for (dy, dx), 3 for (dy, dx, mask).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair,
                  stride: IntOrPair, padding: IntOrPair, dilation: IntOrPair, groups: int,
-                 deform_groups: int, bias: bool, values_per_position: int) -> None:
+                 deform_groups: int, bias: bool) -> None:
         super().__init__()
         name = type(self).__name__
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f'{name}: in_channels ({in_channels}) and out_channels '
-                             f'({out_channels}) must be divisible by groups ({groups}).')
+            raise DCNArgumentError(
+                f'{name}: in_channels ({in_channels}) and out_channels ({out_channels}) '
+                f'must be divisible by groups ({groups}).')
         if in_channels % deform_groups:
-            raise ValueError(f'{name}: in_channels ({in_channels}) must be divisible by '
-                             f'deform_groups ({deform_groups}).')
+            raise DCNArgumentError(f'{name}: in_channels ({in_channels}) must be divisible '
+                                   f'by deform_groups ({deform_groups}).')
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size)
@@ -73,14 +79,7 @@ class _DeformConvBase(nn.Module):
             self.bias = nn.Parameter(torch.empty(out_channels))
         else:
             self.register_parameter('bias', None)
-        num_positions = self.kernel_size[0] * self.kernel_size[1]
-        # Same geometry as the main conv, so offsets come out at the output resolution.
-        self.conv_offset = nn.Conv2d(
-            in_channels, deform_groups * values_per_position * num_positions,
-            kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-            dilation=self.dilation, bias=True)
         self._reset_main_weights()
-        self.init_weights()
 
     def _reset_main_weights(self) -> None:
         # mmcv's uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = C_in * kh * kw.
@@ -89,12 +88,20 @@ class _DeformConvBase(nn.Module):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def init_weights(self) -> None:
-        """Zero the offset conv: sampling starts on the regular grid.
+    def _make_offset_conv(self, values_per_position: int) -> nn.Conv2d:
+        """The offset predictor of the Pack variants.
 
-        mmengine's ``BaseModule.init_weights`` calls this after a parent's ``init_cfg`` (e.g.
-        ResNet's Kaiming init of every ``Conv2d``) has run, which restores the zero offsets.
+        It has the main conv's geometry, so offsets come out at the output resolution, and
+        ``values_per_position`` outputs per kernel tap and deform group: 2 for (dy, dx),
+        3 for (dy, dx, mask).
         """
+        num_positions = self.kernel_size[0] * self.kernel_size[1]
+        return nn.Conv2d(
+            self.in_channels, self.deform_groups * values_per_position * num_positions,
+            kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+            dilation=self.dilation, bias=True)
+
+    def _zero_offset_conv(self) -> None:
         nn.init.zeros_(self.conv_offset.weight)
         nn.init.zeros_(self.conv_offset.bias)
 
@@ -110,7 +117,7 @@ class _DeformConvBase(nn.Module):
 
 
 @MODELS.register_module('DCN')
-class DeformConv2dPack(_DeformConvBase):
+class DeformConv2dPack(_DeformConvWeights):
     """Deformable convolution v1 (`Dai et al. 2017 <https://arxiv.org/abs/1703.06211>`_).
 
     Every kernel tap samples the input at its grid position plus a learned (dy, dx), predicted
@@ -134,10 +141,21 @@ class DeformConv2dPack(_DeformConvBase):
                  groups: int = 1, deform_groups: int = 1, bias: bool = False,
                  im2col_step: int = 32) -> None:
         if bias:
-            raise ValueError('DeformConv2dPack (DCN) does not support bias=True, as in mmcv; '
-                             'use DCNv2 for a biased deformable conv.')
+            raise DCNArgumentError('DeformConv2dPack (DCN) does not support bias=True, as in '
+                                   'mmcv; use DCNv2 for a biased deformable conv.')
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, deform_groups, bias=False, values_per_position=2)
+                         groups, deform_groups, bias=False)
+        self.conv_offset = self._make_offset_conv(values_per_position=2)
+        self.init_offset()
+
+    def init_offset(self) -> None:
+        """Zero the offset conv: sampling starts on the regular grid.
+
+        Named as mmcv's, and deliberately not ``init_weights``: mmengine's
+        ``BaseModule.init_weights`` does not call it, so a parent's ``init_cfg`` (ResNet's
+        Kaiming init of every ``Conv2d``) is the offsets' final init, as with mmcv's DCN v1.
+        """
+        self._zero_offset_conv()
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the deformable convolution.
@@ -152,10 +170,59 @@ class DeformConv2dPack(_DeformConvBase):
         return self._deform(x, offset, mask=None)
 
 
-@MODELS.register_module('DCNv2')
-class ModulatedDeformConv2dPack(_DeformConvBase):
+class ModulatedDeformConv2d(_DeformConvWeights):
     """Modulated deformable convolution, DCNv2 (`Zhu et al. 2018
-    <https://arxiv.org/abs/1811.11168>`_).
+    <https://arxiv.org/abs/1811.11168>`_), with offsets and masks given by the caller.
+
+    mmcv's ``ModulatedDeformConv2d``: parameters ``weight`` and ``bias`` only. Layers that
+    predict the offsets elsewhere (DyHead predicts them from another pyramid level) use it;
+    :class:`ModulatedDeformConv2dPack` predicts them from its own input.
+
+    Args:
+        in_channels (int): Input channels C_in.
+        out_channels (int): Output channels C_out.
+        kernel_size (int | tuple[int, int]): Kernel size.
+        stride (int | tuple[int, int]): Stride. Defaults to 1.
+        padding (int | tuple[int, int]): Zero padding. Defaults to 0.
+        dilation (int | tuple[int, int]): Dilation. Defaults to 1.
+        groups (int): Groups of the main convolution. Defaults to 1.
+        deform_groups (int): Channel groups with separate offsets and masks. Defaults to 1.
+        bias (bool): Whether the main convolution has a bias. Defaults to True.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair,
+                 stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+                 groups: int = 1, deform_groups: int = 1, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, deform_groups, bias=bool(bias))
+
+    def init_weights(self) -> None:
+        """mmcv's init: weight uniform in +-1/sqrt(C_in * kh * kw), bias zero.
+
+        Having this method also keeps ``ConvModule`` from applying its Kaiming init, as with
+        mmcv's layer.
+        """
+        self._reset_main_weights()
+
+    def forward(self, x: Tensor, offset: Tensor, mask: Tensor) -> Tensor:
+        """Sample ``x`` at the grid plus ``offset``, scale each sample by ``mask``, convolve.
+
+        Args:
+            x (Tensor): Input of shape [B, C_in, H, W].
+            offset (Tensor): [B, 2 * dg * kh * kw, H_out, W_out]; for deform group g and tap
+                k (row-major over the kernel), channels ``2 * (g * kh * kw + k)`` and ``+ 1``
+                are (dy, dx) in input pixels.
+            mask (Tensor): [B, dg * kh * kw, H_out, W_out], usually in [0, 1].
+
+        Returns:
+            Tensor: Output of shape [B, C_out, H_out, W_out] (H_out, W_out as nn.Conv2d).
+        """
+        return self._deform(x, offset, mask=mask)
+
+
+@MODELS.register_module('DCNv2')
+class ModulatedDeformConv2dPack(ModulatedDeformConv2d):
+    """DCNv2 that predicts its own offsets and masks (mmcv's ``type='DCNv2'``).
 
     Besides an offset, every kernel tap gets a weight in (0, 1) (sigmoid of a predicted logit)
     that scales its sample. ``conv_offset`` predicts 3 * deform_groups * kh * kw channels:
@@ -177,9 +244,21 @@ class ModulatedDeformConv2dPack(_DeformConvBase):
                  stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
                  groups: int = 1, deform_groups: int = 1, bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, deform_groups, bias=bool(bias), values_per_position=3)
+                         groups, deform_groups, bias=bias)
+        self.conv_offset = self._make_offset_conv(values_per_position=3)
+        self.init_weights()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def init_weights(self) -> None:
+        """mmcv's init: the main weights as :class:`ModulatedDeformConv2d`, offsets zero.
+
+        mmengine's ``BaseModule.init_weights`` calls this after a parent's ``init_cfg`` (e.g.
+        ResNet's Kaiming init of every ``Conv2d``), so, as with mmcv's layer, a DCNv2 inside
+        a ResNet ends with the uniform main weights and zero offsets, not Kaiming ones.
+        """
+        super().init_weights()
+        self._zero_offset_conv()
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         """Apply the modulated deformable convolution.
 
         Args:

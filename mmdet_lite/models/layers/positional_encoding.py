@@ -7,6 +7,7 @@ DAB-DETR, DINO) for normalized query coordinates. A member with another encoding
 DAB-DETR's ``SinePositionalEncodingHW``, one temperature per axis) adds it to this file.
 """
 import math
+from typing import Optional
 
 import torch
 from mmengine.model import BaseModule
@@ -37,6 +38,10 @@ def sine_cosine_encoding(pos: Tensor, num_feats: int, temperature: float = 10000
     return torch.stack((angles[..., 0::2].sin(), angles[..., 1::2].cos()), dim=-1).flatten(-2)
 
 
+class PositionalEncodingArgumentError(TypeError, AssertionError):
+    """An argument mmdetection rejects with an assert (hence also an AssertionError)."""
+
+
 @MODELS.register_module()
 class SinePositionalEncoding(BaseModule):
     """Encode each feature position's (y, x) with ``sine_cosine_encoding``.
@@ -49,10 +54,11 @@ class SinePositionalEncoding(BaseModule):
     The output stacks the y encoding (first ``num_feats`` channels) and then the x encoding.
 
     Args:
-        num_feats (int): Channels per axis; the output has ``2 * num_feats`` channels.
+        num_feats (int): Channels per axis, even; the output has ``2 * num_feats`` channels.
         temperature (int): Base of the frequencies. Defaults to 10000.
         normalize (bool): Normalize the coordinates by the valid size. Defaults to False.
-        scale (float): Range of the normalized coordinates. Defaults to 2*pi.
+        scale (float): Range of the normalized coordinates; must be a float or int when
+            ``normalize`` is True and is unused otherwise. Defaults to 2*pi.
         eps (float): Added to the denominator of the normalization. Defaults to 1e-6.
         offset (float): Added to the coordinates before normalizing. Defaults to 0.
         init_cfg (dict, optional): Initialization config.
@@ -68,11 +74,9 @@ class SinePositionalEncoding(BaseModule):
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if normalize and not isinstance(scale, (float, int)):
-            raise TypeError('SinePositionalEncoding: with normalize=True, scale must be a '
-                            f'float or int, got {type(scale).__name__}.')
-        if num_feats % 2 != 0:
-            raise ValueError('SinePositionalEncoding: num_feats must be even (sin/cos pairs), '
-                             f'got {num_feats}.')
+            raise PositionalEncodingArgumentError(
+                'SinePositionalEncoding: with normalize=True, scale must be a float or int, '
+                f'got {type(scale).__name__}.')
         self.num_feats = num_feats
         self.temperature = temperature
         self.normalize = normalize
@@ -80,19 +84,33 @@ class SinePositionalEncoding(BaseModule):
         self.eps = eps
         self.offset = offset
 
-    def forward(self, mask: Tensor) -> Tensor:
-        """Encode every position of a batch of padding masks.
+    def forward(self, mask: Optional[Tensor], input: Optional[Tensor] = None) -> Tensor:
+        """Encode every position of a batch of padding masks, or of an unpadded batch.
 
         Args:
-            mask (Tensor): [B, H, W], non-zero (True) on padded positions.
+            mask (Tensor, optional): [B, H, W], non-zero (True) on padded positions. None
+                when no image is padded; then ``input`` gives the shape.
+            input (Tensor, optional): Images or features [B, C, H, W], used only when
+                ``mask`` is None. Defaults to None.
 
         Returns:
             Tensor: Positional encodings, [B, 2 * num_feats, H, W], float32.
         """
-        if mask.dim() != 3:
-            raise ValueError('SinePositionalEncoding expects a mask of shape [B, H, W], got '
-                             f'{tuple(mask.shape)}.')
-        not_mask = (mask == 0).to(torch.float32)
+        if mask is None and input is None:
+            raise PositionalEncodingArgumentError(
+                'SinePositionalEncoding needs a mask [B, H, W] or, when nothing is padded, '
+                'the input [B, C, H, W]; got neither.')
+        if self.num_feats % 2 != 0:
+            raise ValueError('SinePositionalEncoding: num_feats must be even (sin/cos pairs), '
+                             f'got {self.num_feats}.')
+        if mask is not None:
+            if mask.dim() != 3:
+                raise ValueError('SinePositionalEncoding expects a mask of shape [B, H, W], '
+                                 f'got {tuple(mask.shape)}.')
+            not_mask = (mask == 0).to(torch.float32)
+        else:
+            batch, _, height, width = input.shape
+            not_mask = torch.ones(batch, height, width, device=input.device)
         y_embed = not_mask.cumsum(1)  # [B, H, W]: 1-based row index among valid rows
         x_embed = not_mask.cumsum(2)  # [B, H, W]
         if self.normalize:
@@ -104,6 +122,7 @@ class SinePositionalEncoding(BaseModule):
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)  # [B, 2F, H, W]
 
     def __repr__(self) -> str:
+        # mmdetection's repr, which leaves out `offset`.
         return (f'{self.__class__.__name__}(num_feats={self.num_feats}, '
                 f'temperature={self.temperature}, normalize={self.normalize}, '
-                f'scale={self.scale}, eps={self.eps}, offset={self.offset})')
+                f'scale={self.scale}, eps={self.eps})')

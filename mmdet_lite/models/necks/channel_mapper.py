@@ -9,6 +9,8 @@ from torch import Tensor
 from mmdet_lite.registry import MODELS
 from mmdet_lite.utils import OptConfigType, OptMultiConfig
 
+from .neck_arg_checks import NeckArgumentError, check_list
+
 
 @MODELS.register_module()
 class ChannelMapper(BaseModule):
@@ -27,9 +29,10 @@ class ChannelMapper(BaseModule):
         norm_cfg (dict, optional): Norm layer config for ConvModule. Defaults to None.
         act_cfg (dict, optional): Activation config for ConvModule.
             Defaults to ``dict(type='ReLU')``.
-        num_outs (int, optional): Number of output levels; None means one per input.
         bias (bool | str): Conv bias; ``'auto'`` means a bias only without norm layer.
             Defaults to ``'auto'``.
+        num_outs (int, optional): Number of output levels; None (or anything up to the
+            number of inputs) means one per input, more adds extra levels.
         init_cfg (dict or list[dict], optional): Initialization config. Defaults to Xavier
             uniform on every Conv2d.
 
@@ -45,20 +48,15 @@ class ChannelMapper(BaseModule):
                  conv_cfg: OptConfigType = None,
                  norm_cfg: OptConfigType = None,
                  act_cfg: OptConfigType = dict(type='ReLU'),
-                 num_outs: Optional[int] = None,
                  bias: Union[bool, str] = 'auto',
+                 num_outs: Optional[int] = None,
                  init_cfg: OptMultiConfig = dict(
                      type='Xavier', layer='Conv2d', distribution='uniform')) -> None:
         super().__init__(init_cfg=init_cfg)
-        if not isinstance(in_channels, (list, tuple)) or not in_channels:
-            raise TypeError('ChannelMapper in_channels must be a non-empty list of ints, '
-                            f'got {in_channels!r}.')
+        check_list(in_channels, 'in_channels', 'ChannelMapper')
         in_channels = list(in_channels)
         if num_outs is None:
             num_outs = len(in_channels)
-        if num_outs < len(in_channels):
-            raise ValueError(f'ChannelMapper num_outs ({num_outs}) must be at least the '
-                             f'number of inputs ({len(in_channels)}).')
         self.in_channels = in_channels
         self.num_outs = num_outs
         conv_kwargs = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg, bias=bias)
@@ -86,12 +84,14 @@ class ChannelMapper(BaseModule):
                 ``[B, in_channels[i], H_i, W_i]``.
 
         Returns:
-            tuple[Tensor]: ``num_outs`` maps ``[B, out_channels, H_i, W_i]``; the extra
+            tuple[Tensor]: ``max(num_outs, len(in_channels))`` maps
+            ``[B, out_channels, H_i, W_i]``; the extra
             levels halve (rounding up) the size of the level before.
         """
         if len(inputs) != len(self.convs):
-            raise ValueError(f'ChannelMapper expects {len(self.convs)} input maps (one '
-                             f'per in_channels entry {self.in_channels}), got {len(inputs)}.')
+            raise NeckArgumentError(f'ChannelMapper expects {len(self.convs)} input maps (one '
+                                    f'per in_channels entry {self.in_channels}), got '
+                                    f'{len(inputs)}.')
         outs = [conv(x) for conv, x in zip(self.convs, inputs)]  # [B, C_out, H_i, W_i]
         if self.extra_convs is not None:
             # The first extra level reads the raw last input, as in mmdet.

@@ -10,6 +10,9 @@ from torch import Tensor
 from mmdet_lite.registry import MODELS
 from mmdet_lite.utils import ConfigType, OptConfigType, OptMultiConfig
 
+from .neck_arg_checks import (NeckArgumentError, NeckTypeError, check_list,
+                              resolve_backbone_end_level)
+
 #: Where the first extra (stride-2 conv) level reads from when ``add_extra_convs`` is set.
 EXTRA_CONVS_SOURCES = ('on_input', 'on_lateral', 'on_output')
 
@@ -30,7 +33,8 @@ class FPN(BaseModule):
         num_outs (int): Number of output levels, including the extra ones.
         start_level (int): Index of the first backbone level used. Defaults to 0.
         end_level (int): Index of the last backbone level used (inclusive); -1 means the
-            last input. Extra levels are only allowed when the last input is used.
+            last input. Extra levels are only allowed when the last input is used, so with
+            any other end_level ``num_outs`` must equal ``end_level - start_level + 1``.
             Defaults to -1.
         add_extra_convs (bool | str): False: extra levels by max-pool. A string picks the
             input of the first extra conv: ``'on_input'`` (last used backbone map),
@@ -70,9 +74,7 @@ class FPN(BaseModule):
                  init_cfg: OptMultiConfig = dict(
                      type='Xavier', layer='Conv2d', distribution='uniform')) -> None:
         super().__init__(init_cfg=init_cfg)
-        if not isinstance(in_channels, (list, tuple)) or not in_channels:
-            raise TypeError('FPN in_channels must be a non-empty list of ints (channels '
-                            f'per backbone level), got {in_channels!r}.')
+        check_list(in_channels, 'in_channels', type(self).__name__)
         self.in_channels = list(in_channels)
         self.out_channels = out_channels
         self.num_ins = len(self.in_channels)
@@ -81,12 +83,10 @@ class FPN(BaseModule):
         self.no_norm_on_lateral = no_norm_on_lateral
         self.upsample_cfg = dict(upsample_cfg)
 
-        if not 0 <= start_level < self.num_ins:
-            raise ValueError(f'FPN start_level must be in [0, {self.num_ins - 1}] for '
-                             f'{self.num_ins} inputs, got {start_level}.')
+        self.backbone_end_level = resolve_backbone_end_level(
+            self.num_ins, start_level, end_level, num_outs, type(self).__name__)
         self.start_level = start_level
         self.end_level = end_level
-        self.backbone_end_level = self._check_levels(start_level, end_level, num_outs)
         self.add_extra_convs = self._check_extra_convs(add_extra_convs)
 
         self.lateral_convs = nn.ModuleList()
@@ -114,26 +114,6 @@ class FPN(BaseModule):
                                conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg,
                                inplace=False))
 
-    def _check_levels(self, start_level: int, end_level: int, num_outs: int) -> int:
-        """Validate the level range and return ``backbone_end_level`` (exclusive)."""
-        if end_level == -1 or end_level == self.num_ins - 1:
-            used = self.num_ins - start_level
-            if num_outs < used:
-                raise ValueError(f'FPN num_outs ({num_outs}) must be at least the number '
-                                 f'of used backbone levels ({used} = {self.num_ins} inputs '
-                                 f'from start_level {start_level}).')
-            return self.num_ins
-        if not start_level <= end_level < self.num_ins:
-            raise ValueError(f'FPN end_level must be -1 or in [{start_level}, '
-                             f'{self.num_ins - 1}], got {end_level}.')
-        # Extra levels grow from the last input only, so a truncated range gets none.
-        used = end_level - start_level + 1
-        if num_outs != used:
-            raise ValueError(f'FPN num_outs ({num_outs}) must equal the number of used '
-                             f'backbone levels ({used}) when end_level ({end_level}) is '
-                             'not the last input.')
-        return end_level + 1
-
     @staticmethod
     def _check_extra_convs(add_extra_convs: Union[bool, str]) -> Union[bool, str]:
         """Normalize ``add_extra_convs`` to False or one of :data:`EXTRA_CONVS_SOURCES`."""
@@ -141,11 +121,11 @@ class FPN(BaseModule):
             return 'on_input' if add_extra_convs else False
         if isinstance(add_extra_convs, str):
             if add_extra_convs not in EXTRA_CONVS_SOURCES:
-                raise ValueError(f'FPN add_extra_convs must be a bool or one of '
-                                 f'{EXTRA_CONVS_SOURCES}, got {add_extra_convs!r}.')
+                raise NeckArgumentError(f'FPN add_extra_convs must be a bool or one of '
+                                        f'{EXTRA_CONVS_SOURCES}, got {add_extra_convs!r}.')
             return add_extra_convs
-        raise TypeError('FPN add_extra_convs must be a bool or a str, got '
-                        f'{type(add_extra_convs).__name__}.')
+        raise NeckTypeError('FPN add_extra_convs must be a bool or a str, got '
+                            f'{type(add_extra_convs).__name__}.')
 
     def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         """Build the pyramid.
@@ -159,19 +139,35 @@ class FPN(BaseModule):
             level j has the size of input ``start_level + j``, each extra level halves
             (rounding up) the one before it.
         """
+        self._check_num_inputs(inputs)
+        laterals = self._top_down(self._laterals(inputs))
+        # [B, C_out, H_i, W_i]: 3x3 convs reduce the aliasing of upsampling.
+        outs = [self.fpn_convs[i](lateral) for i, lateral in enumerate(laterals)]
+        return tuple(self._add_extra_levels(inputs, laterals, outs))
+
+    def _check_num_inputs(self, inputs: Sequence[Tensor]) -> None:
+        """Require one input map per ``in_channels`` entry."""
         if len(inputs) != self.num_ins:
-            raise ValueError(f'FPN expects {self.num_ins} input maps (one per in_channels '
-                             f'entry {self.in_channels}), got {len(inputs)}.')
+            raise NeckArgumentError(
+                f'{type(self).__name__} expects {self.num_ins} input maps (one per '
+                f'in_channels entry {self.in_channels}), got {len(inputs)}.')
 
-        # [B, C_out, H_i, W_i] for each used level i
-        laterals = [conv(inputs[self.start_level + i])
-                    for i, conv in enumerate(self.lateral_convs)]
+    def _laterals(self, inputs: Sequence[Tensor]) -> List[Tensor]:
+        """1x1 lateral convs of the used levels: ``[B, C_out, H_i, W_i]`` each."""
+        return [conv(inputs[self.start_level + i]) for i, conv in enumerate(self.lateral_convs)]
 
-        # Top-down: coarse semantics flow into finer maps. The add is out of place because
-        # an in-place one would overwrite the output a lateral ReLU (act_cfg) saved for
-        # its backward pass.
-        num_used = len(laterals)
-        for i in range(num_used - 1, 0, -1):
+    def _top_down(self, laterals: List[Tensor]) -> List[Tensor]:
+        """Add each coarser lateral, upsampled, into the next finer one (coarse first).
+
+        Args:
+            laterals (list[Tensor]): Lateral maps, fine to coarse; replaced in the list.
+
+        Returns:
+            list[Tensor]: The same list, holding the merged maps.
+        """
+        # The add is out of place because an in-place one would overwrite the output a
+        # lateral ReLU (act_cfg) saved for its backward pass.
+        for i in range(len(laterals) - 1, 0, -1):
             if 'scale_factor' in self.upsample_cfg:
                 upsampled = F.interpolate(laterals[i], **self.upsample_cfg)
             else:
@@ -179,24 +175,36 @@ class FPN(BaseModule):
                 upsampled = F.interpolate(laterals[i], size=laterals[i - 1].shape[2:],
                                           **self.upsample_cfg)
             laterals[i - 1] = laterals[i - 1] + upsampled
+        return laterals
 
-        # [B, C_out, H_i, W_i]: 3x3 convs reduce the aliasing of upsampling.
-        outs = [self.fpn_convs[i](laterals[i]) for i in range(num_used)]
+    def _add_extra_levels(self, inputs: Sequence[Tensor], laterals: List[Tensor],
+                          outs: List[Tensor]) -> List[Tensor]:
+        """Append the levels beyond the used backbone levels to ``outs``.
 
-        if self.num_outs > num_used:
-            if not self.add_extra_convs:
-                # kernel 1, stride 2: subsampling, [B, C, H, W] -> [B, C, ceil(H/2), ceil(W/2)]
-                for _ in range(self.num_outs - num_used):
-                    outs.append(F.max_pool2d(outs[-1], 1, stride=2))
-            else:
-                if self.add_extra_convs == 'on_input':
-                    source = inputs[self.backbone_end_level - 1]
-                elif self.add_extra_convs == 'on_lateral':
-                    source = laterals[-1]
-                else:  # 'on_output'
-                    source = outs[-1]
-                outs.append(self.fpn_convs[num_used](source))
-                for i in range(num_used + 1, self.num_outs):
-                    prev = F.relu(outs[-1]) if self.relu_before_extra_convs else outs[-1]
-                    outs.append(self.fpn_convs[i](prev))
-        return tuple(outs)
+        Args:
+            inputs (Sequence[Tensor]): The neck inputs (source of ``'on_input'``).
+            laterals (list[Tensor]): Merged laterals (source of ``'on_lateral'``).
+            outs (list[Tensor]): Outputs of the used levels (source of ``'on_output'``).
+
+        Returns:
+            list[Tensor]: ``outs`` extended to ``num_outs`` maps.
+        """
+        num_used = len(laterals)
+        if self.num_outs <= len(outs):
+            return outs
+        if not self.add_extra_convs:
+            # kernel 1, stride 2: subsampling, [B, C, H, W] -> [B, C, ceil(H/2), ceil(W/2)]
+            for _ in range(self.num_outs - num_used):
+                outs.append(F.max_pool2d(outs[-1], 1, stride=2))
+            return outs
+        if self.add_extra_convs == 'on_input':
+            source = inputs[self.backbone_end_level - 1]
+        elif self.add_extra_convs == 'on_lateral':
+            source = laterals[-1]
+        else:  # 'on_output'
+            source = outs[-1]
+        outs.append(self.fpn_convs[num_used](source))
+        for i in range(num_used + 1, self.num_outs):
+            prev = F.relu(outs[-1]) if self.relu_before_extra_convs else outs[-1]
+            outs.append(self.fpn_convs[i](prev))
+        return outs

@@ -101,7 +101,8 @@ def test_mmcv_build_conv_layer_finds_dcn_types(scope):
 def test_resnet_dcn_stages_keys_and_plain_conv_equivalence_at_init():
     dcn_cfg = dict(type='DCN', deform_groups=1, fallback_on_stride=False)
     model = ResNet(50, base_channels=8, dcn=dcn_cfg, stage_with_dcn=(False, True, True, True))
-    model.init_weights()  # the backbone's Kaiming init must leave the offsets at zero
+    # Built with zero offsets; compared with plain convs before init_weights, which (as
+    # with mmcv's DCN v1 inside mmdetection's ResNet) lets the Kaiming init reach them.
     assert dcn_cfg == dict(type='DCN', deform_groups=1, fallback_on_stride=False)
     assert type(model.layer1[0].conv2) is nn.Conv2d
     for layer in (model.layer2, model.layer3, model.layer4):
@@ -120,6 +121,23 @@ def test_resnet_dcn_stages_keys_and_plain_conv_equivalence_at_init():
     x = torch.rand(1, 3, 32, 32)
     for ours, ref in zip(model(x), plain(x)):
         torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_resnet_init_reaches_dcn_offsets_but_not_dcnv2_ones():
+    # mmdetection 3.3 + mmcv: DeformConv2dPack has no init_weights (only init_offset), so
+    # ResNet's Kaiming init is final; ModulatedDeformConv2dPack.init_weights runs after it,
+    # re-drawing the main weights uniformly and zeroing the offsets.
+    dcn = ResNet(50, base_channels=8, dcn=dict(type='DCN', deform_groups=1),
+                 stage_with_dcn=(False, False, True, False))
+    dcn.init_weights()
+    assert dcn.layer3[0].conv2.conv_offset.weight.abs().sum() > 0
+    dcnv2 = ResNet(50, base_channels=8, dcn=dict(type='DCNv2', deform_groups=1),
+                   stage_with_dcn=(False, False, True, False))
+    dcnv2.init_weights()
+    conv2 = dcnv2.layer3[0].conv2
+    assert torch.all(conv2.conv_offset.weight == 0) and torch.all(conv2.conv_offset.bias == 0)
+    stdv = 1 / (conv2.in_channels * 9) ** 0.5
+    assert conv2.weight.abs().max() <= stdv  # uniform(-stdv, stdv), not Kaiming
 
 
 def test_resnet_dcnv2_forward_and_backward():

@@ -67,7 +67,5 @@ def test_padded_image_keeps_its_encoding():
 def test_bad_arguments():
     with pytest.raises(TypeError, match='scale must be a float'):
         SinePositionalEncoding(num_feats=8, normalize=True, scale=None)
-    with pytest.raises(ValueError, match='num_feats must be even'):
-        SinePositionalEncoding(num_feats=7)
     with pytest.raises(ValueError, match=r'mask of shape \[B, H, W\]'):
         SinePositionalEncoding(num_feats=8)(torch.zeros(3, 4))

@@ -76,11 +76,26 @@ def test_xavier_init_applied():
         assert torch.count_nonzero(m.conv.bias) == 0
 
 
-def test_bad_input():
+def test_bad_input_is_assertion_error():
     neck = ChannelMapper([4, 8], 6)
-    with pytest.raises(ValueError, match=r'expects 2 input maps .* got 1'):
+    with pytest.raises(AssertionError, match=r'expects 2 input maps .* got 1'):
         neck(maps([4], [10]))
-    with pytest.raises(ValueError, match=r'num_outs \(1\) must be at least .*\(2\)'):
-        ChannelMapper([4, 8], 6, num_outs=1)
-    with pytest.raises(TypeError, match='in_channels must be a non-empty list'):
+    with pytest.raises(AssertionError, match='in_channels must be a list'):
         ChannelMapper(2048, 256)
+
+
+def test_positional_arguments_in_mmdet_order():
+    """mmdetection 3.3 order: ..., act_cfg, bias, num_outs, init_cfg."""
+    neck = ChannelMapper([4, 8], 6, 1, None, None, None, False, 3)
+    assert neck.convs[0].conv.bias is None  # bias=False reached the convs
+    assert neck.convs[0].conv.kernel_size == (1, 1)
+    assert len(neck.extra_convs) == 1  # num_outs=3
+    assert len(neck(maps([4, 8], [8, 4]))) == 3
+
+
+def test_num_outs_below_inputs_gives_one_output_per_input():
+    """mmdetection accepts num_outs < len(in_channels) and adds nothing."""
+    neck = ChannelMapper([4, 8, 16], 6, num_outs=1)
+    assert neck.extra_convs is None
+    outs = neck(maps([4, 8, 16], [8, 4, 2]))
+    assert [tuple(o.shape) for o in outs] == [(1, 6, 8, 8), (1, 6, 4, 4), (1, 6, 2, 2)]

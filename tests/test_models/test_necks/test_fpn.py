@@ -184,25 +184,53 @@ def test_build_from_registry():
         torch.testing.assert_close(ours, theirs)
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"add_extra_convs.*'on_input', 'on_lateral', "
-                                         r"'on_output'.*'on_top'"):
+def test_bad_arguments_are_assertion_errors():
+    """mmdetection asserts these; ours name the argument and are AssertionErrors too."""
+    with pytest.raises(AssertionError, match=r"add_extra_convs.*'on_input', 'on_lateral', "
+                                             r"'on_output'.*'on_top'"):
         FPN(IN_CHANNELS, OUT, num_outs=5, add_extra_convs='on_top')
-    with pytest.raises(TypeError, match='add_extra_convs must be a bool or a str'):
+    with pytest.raises(AssertionError, match='add_extra_convs must be a bool or a str'):
         FPN(IN_CHANNELS, OUT, num_outs=5, add_extra_convs=1)
-    with pytest.raises(ValueError, match=r'num_outs \(3\) must be at least .*4'):
+    with pytest.raises(AssertionError, match=r'num_outs \(3\) must be at least .*\(4 '):
         FPN(IN_CHANNELS, OUT, num_outs=3)
-    with pytest.raises(ValueError, match=r'num_outs \(4\) must equal .*\(3\)'):
+    with pytest.raises(AssertionError, match=r'num_outs \(4\) must equal .*\(3, '):
         FPN(IN_CHANNELS, OUT, num_outs=4, end_level=2)
-    with pytest.raises(ValueError, match='end_level must be -1 or in'):
+    with pytest.raises(AssertionError, match=r'end_level must be -1 or less than .*\(4\)'):
         FPN(IN_CHANNELS, OUT, num_outs=4, end_level=7)
-    with pytest.raises(ValueError, match='start_level must be in'):
-        FPN(IN_CHANNELS, OUT, num_outs=4, start_level=4)
-    with pytest.raises(TypeError, match='in_channels must be a non-empty list'):
+    with pytest.raises(AssertionError, match='in_channels must be a list'):
         FPN(256, OUT, num_outs=4)
+    # Still ValueError/TypeError for callers that catch those.
+    with pytest.raises(ValueError):
+        FPN(IN_CHANNELS, OUT, num_outs=3)
+    with pytest.raises(TypeError):
+        FPN(256, OUT, num_outs=4)
+
+
+@pytest.mark.parametrize('start_level,end_level,num_outs', [
+    (0, 0, 1), (0, 1, 2), (1, 1, 1), (2, 2, 1), (1, 2, 2), (0, 2, 3),
+])
+def test_end_level_with_explicit_num_outs(start_level, end_level, num_outs):
+    """Every range mmdetection accepts: num_outs == end_level - start_level + 1."""
+    neck = FPN(IN_CHANNELS, OUT, num_outs=num_outs, start_level=start_level,
+               end_level=end_level)
+    assert neck.backbone_end_level == end_level + 1
+    outs = neck(pyramid(64, 64))
+    assert len(outs) == num_outs
+    assert sizes(outs) == [(16 // 2**i, 16 // 2**i) for i in range(start_level, end_level + 1)]
+    # A truncated pyramid gets no extra convs even when asked for them.
+    neck = FPN(IN_CHANNELS, OUT, num_outs=num_outs, start_level=start_level,
+               end_level=end_level, add_extra_convs='on_input')
+    assert len(neck.fpn_convs) == num_outs
+
+
+def test_end_level_last_input_allows_extra_levels():
+    neck = FPN(IN_CHANNELS, OUT, num_outs=6, start_level=1, end_level=3,
+               add_extra_convs='on_output')
+    assert neck.backbone_end_level == 4
+    assert sizes(neck(pyramid(64, 64))) == [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1), (1, 1)]
 
 
 def test_wrong_number_of_inputs():
     neck = FPN(IN_CHANNELS, OUT, num_outs=5)
-    with pytest.raises(ValueError, match=r'expects 4 input maps .* got 3'):
+    with pytest.raises(AssertionError, match=r'expects 4 input maps .* got 3'):
         neck(pyramid(64, 64)[:3])

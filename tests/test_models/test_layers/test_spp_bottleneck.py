@@ -1,0 +1,40 @@
+"""SPPBottleneck: keys, defaults, and the pooling sizes on a single spike."""
+import pytest
+import torch
+from helpers_state_dict import conv_bn, shapes_of
+from torch import nn
+
+from mmdet_lite.models.layers import SPPBottleneck
+
+
+def test_keys_and_default_kernel_sizes():
+    spp = SPPBottleneck(16, 24)
+    assert [(p.kernel_size, p.stride, p.padding) for p in spp.poolings] == [(5, 1, 2), (9, 1, 4),
+                                                                            (13, 1, 6)]
+    # conv1 halves the channels; conv2 reads the input and three pooled copies: 4 * 8.
+    assert shapes_of(spp) == {**conv_bn('conv1', 16, 8, 1), **conv_bn('conv2', 32, 24, 1)}
+    assert spp.conv1.bn.momentum == 0.03 and spp.conv1.bn.eps == 0.001
+    assert type(spp.conv1.activate).__name__ == 'Swish'
+
+
+@pytest.mark.parametrize('kernel_sizes', [(5, 9, 13), (3, 7)])
+def test_pooling_sizes_on_a_spike(kernel_sizes):
+    spp = SPPBottleneck(2, 4, kernel_sizes=kernel_sizes)
+    spp.conv1 = nn.Identity()  # look at the concatenation itself
+    spp.conv2 = nn.Identity()
+    x = torch.zeros(1, 2, 21, 21)
+    x[0, :, 10, 10] = 1.0
+    out = spp(x)
+    assert out.shape == (1, 2 * (len(kernel_sizes) + 1), 21, 21)
+    torch.testing.assert_close(out[:, :2], x)
+    for i, k in enumerate(kernel_sizes, start=1):
+        pooled = out[0, 2 * i]
+        # A stride-1 max pool of kernel k spreads the spike over the k x k square around it.
+        assert pooled.sum() == k * k
+        r = k // 2
+        assert torch.all(pooled[10 - r:10 + r + 1, 10 - r:10 + r + 1] == 1)
+
+
+def test_forward_shape_keeps_size():
+    spp = SPPBottleneck(8, 6)
+    assert spp(torch.rand(2, 8, 11, 7)).shape == (2, 6, 11, 7)
