@@ -4,7 +4,7 @@ Training matches anchors to ground truth (assigner), picks which anchors enter t
 (sampler) and regresses the matched boxes as deltas from the anchors (box coder). Subclasses
 (RPNHead, RetinaHead) replace the layers in ``_init_layers`` / ``forward_single``.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from mmengine.structures import InstanceData
@@ -14,32 +14,10 @@ from mmdet_lite.registry import MODELS, TASK_UTILS
 from mmdet_lite.structures.bbox import get_box_tensor, get_box_wh
 from mmdet_lite.utils import (ConfigType, InstanceList, OptConfigType, OptInstanceList,
                               OptMultiConfig)
+from ..task_modules.prior_generators import anchor_inside_flags
 from ..task_modules.samplers import PseudoSampler
 from ..utils import images_to_levels
 from .base_dense_head import BaseDenseHead
-
-
-def anchor_inside_flags(flat_anchors: Tensor, valid_flags: Tensor, img_shape: Sequence[int],
-                        allowed_border: int = 0) -> Tensor:
-    """Flag the valid anchors that lie inside the image, up to ``allowed_border`` pixels.
-
-    Args:
-        flat_anchors (Tensor): Anchors [N, 4] as (x1, y1, x2, y2).
-        valid_flags (Tensor): Bool [N]; False for anchors centred on padding.
-        img_shape (tuple[int]): (h, w) of the image.
-        allowed_border (int): How far (pixels) an anchor may stick out of the image; a
-            negative value keeps every valid anchor.
-
-    Returns:
-        Tensor: Bool flags [N].
-    """
-    if allowed_border < 0:
-        return valid_flags
-    img_h, img_w = img_shape[:2]
-    return (valid_flags & (flat_anchors[:, 0] >= -allowed_border)
-            & (flat_anchors[:, 1] >= -allowed_border)
-            & (flat_anchors[:, 2] < img_w + allowed_border)
-            & (flat_anchors[:, 3] < img_h + allowed_border))
 
 
 @MODELS.register_module()

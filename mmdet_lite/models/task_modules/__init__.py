@@ -1,16 +1,14 @@
-"""Task modules: anchors, box coding, assignment and sampling (registered in TASK_UTILS)."""
-from .assigners import AssignResult, BboxOverlaps2D, MaxIoUAssigner
-from .coders import DeltaXYWHBBoxCoder
-from .prior_generators import AnchorGenerator
-from .samplers import BaseSampler, PseudoSampler, RandomSampler, SamplingResult
+"""Task modules: priors, box coding, assignment and sampling (registered in TASK_UTILS).
 
-__all__ = [
-    'AnchorGenerator', 'DeltaXYWHBBoxCoder', 'AssignResult', 'BboxOverlaps2D', 'MaxIoUAssigner',
-    'BaseSampler', 'RandomSampler', 'PseudoSampler', 'SamplingResult'
-]
+Everything is importable from here, as from ``mmdet.models.task_modules``.
+"""
+from .assigners import *  # noqa: F401,F403
+from .assigners import __all__ as _assigners
+from .coders import *  # noqa: F401,F403
+from .coders import __all__ as _coders
+from .prior_generators import *  # noqa: F401,F403
+from .prior_generators import __all__ as _prior_generators
+from .samplers import *  # noqa: F401,F403
+from .samplers import __all__ as _samplers
 
-# DETR: one-to-one matching and its costs.
-from .assigners import (BBoxL1Cost, ClassificationCost, HungarianAssigner,  # noqa: E402
-                        IoUCost)
-
-__all__ += ['HungarianAssigner', 'BBoxL1Cost', 'ClassificationCost', 'IoUCost']
+__all__ = _assigners + _coders + _prior_generators + _samplers

@@ -107,11 +107,15 @@ def test_no_ground_truth_makes_every_prediction_background():
     assert result.labels.tolist() == [-1] * 5
 
 
-def test_more_ground_truths_than_predictions_is_an_error():
+def test_more_ground_truths_than_predictions_leaves_some_unmatched():
+    # As mmdetection: the rectangular assignment matches every prediction to a distinct
+    # ground truth and leaves the extra ground truths without a prediction.
     pred, gt = random_case(torch.Generator().manual_seed(0), 2, 3)
-    with pytest.raises(ValueError, match=r'3 ground-truth boxes but only 2 predictions '
-                                         r'\(num_queries=2\)'):
-        HungarianAssigner(DETR_COSTS).assign(pred, gt, META)
+    result = HungarianAssigner(DETR_COSTS).assign(pred, gt, META)
+    assert result.num_gts == 3
+    assert sorted(result.gt_inds.tolist())[0] >= 1  # both predictions are positives
+    assert len(set(result.gt_inds.tolist())) == 2  # ... of two different ground truths
+    assert (result.labels == gt.labels[result.gt_inds - 1]).all()
 
 
 def test_degenerate_boxes_give_a_finite_assignment():

@@ -8,6 +8,10 @@ from torch import Tensor
 from mmdet_lite.utils.util_random import ensure_rng
 
 
+class DuplicatePropertyError(KeyError, AssertionError):
+    """An extra property of an AssignResult was set twice (mmdetection asserts here)."""
+
+
 class AssignResult:
     """Which ground truth, if any, each prediction was assigned to.
 
@@ -39,9 +43,18 @@ class AssignResult:
         return len(self.gt_inds)
 
     def set_extra_property(self, key: str, value: Any) -> None:
-        """Attach an extra per-assignment value (e.g. assigner-specific scores)."""
+        """Attach an extra per-assignment value (e.g. assigner-specific scores).
+
+        Args:
+            key (str): Name of the property; must not be a basic field or set already.
+            value (Any): The value.
+
+        Raises:
+            DuplicatePropertyError: If ``key`` is taken (a KeyError and an AssertionError,
+                as mmdetection asserts here).
+        """
         if key in self.info:
-            raise KeyError(f'AssignResult already has a property named {key!r}')
+            raise DuplicatePropertyError(f'AssignResult already has a property named {key!r}')
         self._extra_properties[key] = value
 
     def get_extra_property(self, key: str) -> Any:
@@ -139,10 +152,18 @@ class AssignResult:
             [self.max_overlaps.new_ones(len(gt_labels)), self.max_overlaps])
         self.labels = torch.cat([gt_labels, self.labels])
 
-    def __repr__(self) -> str:
-        parts = [f'num_gts={self.num_gts}', f'num_preds={self.num_preds}']
+    def _nice(self) -> str:
+        """The field summary inside mmdetection's ``<AssignResult(...)>`` strings."""
+        parts = [f'num_gts={self.num_gts!r}']
         for name in ('gt_inds', 'max_overlaps', 'labels'):
             value = getattr(self, name)
-            parts.append(f'{name}.shape={tuple(value.shape)}' if value is not None else
-                         f'{name}=None')
-        return f'<AssignResult({", ".join(parts)})>'
+            parts.append(f'{name}={value!r}' if value is None else
+                         f'{name}.shape={tuple(value.shape)!r}')
+        return ', '.join(parts)
+
+    def __str__(self) -> str:
+        return f'<{self.__class__.__name__}({self._nice()})>'
+
+    def __repr__(self) -> str:
+        # As mmdetection's NiceRepr: the str form plus the object's address.
+        return f'<{self.__class__.__name__}({self._nice()}) at {hex(id(self))}>'

@@ -1,6 +1,7 @@
 """IoU calculator used by assigners (``iou_calculator=dict(type='BboxOverlaps2D')``)."""
 from typing import Optional, Union
 
+import torch
 from torch import Tensor
 
 from mmdet_lite.registry import TASK_UTILS
@@ -56,3 +57,31 @@ class BboxOverlaps2D:
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(scale={self.scale}, dtype={self.dtype})'
+
+
+@TASK_UTILS.register_module()
+class BboxOverlaps2D_GLIP(BboxOverlaps2D):  # noqa: N801 (mmdetection's registered name)
+    """Pairwise IoU in the "+1 pixel" convention of GLIP.
+
+    Widths and heights count both end pixels (``x2 - x1 + 1``), as GLIP's original code
+    does, so the IoUs differ slightly from ``BboxOverlaps2D`` for small boxes. Only the
+    pairwise IoU is provided; ``mode`` and ``is_aligned`` are accepted and not used.
+    """
+
+    def __call__(self,
+                 bboxes1: Union[Tensor, BaseBoxes],
+                 bboxes2: Union[Tensor, BaseBoxes],
+                 mode: str = 'iou',
+                 is_aligned: bool = False) -> Tensor:
+        """IoU [M, N] between ``bboxes1`` [M, 4] and ``bboxes2`` [N, 4] (x1, y1, x2, y2)."""
+        bboxes1 = get_box_tensor(bboxes1)
+        bboxes2 = get_box_tensor(bboxes2)
+        wh1 = bboxes1[:, 2:4] - bboxes1[:, :2] + 1
+        wh2 = bboxes2[:, 2:4] - bboxes2[:, :2] + 1
+        area1 = wh1[:, 0] * wh1[:, 1]  # [M]
+        area2 = wh2[:, 0] * wh2[:, 1]  # [N]
+        top_left = torch.max(bboxes1[:, None, :2], bboxes2[None, :, :2])  # [M, N, 2]
+        bottom_right = torch.min(bboxes1[:, None, 2:4], bboxes2[None, :, 2:4])
+        inter_wh = (bottom_right - top_left + 1).clamp(min=0)
+        inter = inter_wh[..., 0] * inter_wh[..., 1]  # [M, N]
+        return inter / (area1[:, None] + area2[None, :] - inter)

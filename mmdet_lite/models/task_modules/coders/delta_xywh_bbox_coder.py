@@ -7,16 +7,13 @@ from torch import Tensor
 
 from mmdet_lite.registry import TASK_UTILS
 from mmdet_lite.structures.bbox import BaseBoxes, HorizontalBoxes, get_box_tensor
+from .base_bbox_coder import BaseBBoxCoder, _CoderShapeError
 
 ShapeType = Union[Sequence[int], Tensor, Sequence[Sequence[int]]]
 
 
-class _CoderShapeError(ValueError, AssertionError):
-    """Boxes of the wrong shape for the coder (mmdetection asserts these)."""
-
-
 @TASK_UTILS.register_module()
-class DeltaXYWHBBoxCoder:
+class DeltaXYWHBBoxCoder(BaseBBoxCoder):
     """Encode a box relative to a prior as (dx, dy, dw, dh), and decode it back.
 
     With prior centre (px, py) and size (pw, ph) (``pw = x2 - x1``, no +1) and target
@@ -34,16 +31,16 @@ class DeltaXYWHBBoxCoder:
             tensor. Defaults to False.
     """
 
-    encode_size = 4
-
     def __init__(self,
                  target_means: Sequence[float] = (0., 0., 0., 0.),
                  target_stds: Sequence[float] = (1., 1., 1., 1.),
                  clip_border: bool = True,
                  add_ctr_clamp: bool = False,
                  ctr_clamp: int = 32,
-                 use_box_type: bool = False) -> None:
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
         if len(target_means) != 4 or len(target_stds) != 4:
+            # mmdetection fails on these later, inside encode/decode; say why up front.
             raise ValueError(f'target_means and target_stds need 4 values each, but got '
                              f'{target_means} and {target_stds}')
         self.means = tuple(float(m) for m in target_means)
@@ -51,7 +48,6 @@ class DeltaXYWHBBoxCoder:
         self.clip_border = clip_border
         self.add_ctr_clamp = add_ctr_clamp
         self.ctr_clamp = ctr_clamp
-        self.use_box_type = use_box_type
 
     def encode(self, bboxes: Union[Tensor, BaseBoxes],
                gt_bboxes: Union[Tensor, BaseBoxes]) -> Tensor:
@@ -66,11 +62,11 @@ class DeltaXYWHBBoxCoder:
         """
         bboxes, gt_bboxes = get_box_tensor(bboxes), get_box_tensor(gt_bboxes)
         if bboxes.size(0) != gt_bboxes.size(0):
-            raise ValueError(f'bboxes and gt_bboxes must have the same number of boxes, but got '
-                             f'{tuple(bboxes.shape)} and {tuple(gt_bboxes.shape)}')
+            raise _CoderShapeError(f'bboxes and gt_bboxes must have the same number of boxes, '
+                                   f'but got {tuple(bboxes.shape)} and {tuple(gt_bboxes.shape)}')
         if bboxes.size(-1) != 4 or gt_bboxes.size(-1) != 4:
-            raise ValueError(f'bboxes and gt_bboxes must end in 4 coordinates, but got '
-                             f'{tuple(bboxes.shape)} and {tuple(gt_bboxes.shape)}')
+            raise _CoderShapeError(f'bboxes and gt_bboxes must end in 4 coordinates, but got '
+                                   f'{tuple(bboxes.shape)} and {tuple(gt_bboxes.shape)}')
         bboxes, gt_bboxes = bboxes.float(), gt_bboxes.float()
         pw = bboxes[..., 2] - bboxes[..., 0]
         ph = bboxes[..., 3] - bboxes[..., 1]
@@ -117,15 +113,15 @@ class DeltaXYWHBBoxCoder:
                 wh_ratio_clip: float) -> Tensor:
         """Decode on tensors; see :meth:`decode`."""
         if pred_bboxes.size(0) != bboxes.size(0):
-            raise ValueError(f'pred_bboxes and bboxes must have the same first dim, but got '
-                             f'{tuple(pred_bboxes.shape)} and {tuple(bboxes.shape)}')
+            raise _CoderShapeError(f'pred_bboxes and bboxes must have the same first dim, but '
+                                   f'got {tuple(pred_bboxes.shape)} and {tuple(bboxes.shape)}')
         if pred_bboxes.dim() == 3 and pred_bboxes.size(1) != bboxes.size(1):
-            raise ValueError(f'batched pred_bboxes and bboxes must have the same number of '
-                             f'boxes, but got {tuple(pred_bboxes.shape)} and '
-                             f'{tuple(bboxes.shape)}')
+            raise _CoderShapeError(f'batched pred_bboxes and bboxes must have the same number of '
+                                   f'boxes, but got {tuple(pred_bboxes.shape)} and '
+                                   f'{tuple(bboxes.shape)}')
         if pred_bboxes.size(-1) % 4 != 0:
-            raise ValueError(f'pred_bboxes last dim must be a multiple of 4, but got '
-                             f'{tuple(pred_bboxes.shape)}')
+            raise _CoderShapeError(f'pred_bboxes last dim must be a multiple of 4, but got '
+                                   f'{tuple(pred_bboxes.shape)}')
         if pred_bboxes.numel() == 0:
             return pred_bboxes.clone()
 
@@ -163,8 +159,9 @@ class DeltaXYWHBBoxCoder:
             h, w = shape[0], shape[1]
         else:  # one (h, w) per image of a batched [B, N, C, 4] input
             if boxes.dim() != 4 or shape.size(0) != boxes.size(0):
-                raise ValueError(f'per-image max_shape {tuple(shape.shape)} needs batched boxes '
-                                 f'with the same batch size, got {tuple(boxes.shape[:-2])}')
+                raise _CoderShapeError(f'per-image max_shape {tuple(shape.shape)} needs batched '
+                                       f'boxes with the same batch size, got '
+                                       f'{tuple(boxes.shape[:-2])}')
             h, w = shape[:, 0].view(-1, 1, 1), shape[:, 1].view(-1, 1, 1)
         zero = boxes.new_zeros(())
         x = torch.minimum(torch.maximum(boxes[..., 0::2], zero), w[..., None])

@@ -1,4 +1,5 @@
 """Anchor generator for anchor-based heads (RPN, RetinaNet): base anchors tiled over each level."""
+import warnings
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -7,15 +8,21 @@ from torch import Tensor
 from torch.nn.modules.utils import _pair
 
 from mmdet_lite.registry import TASK_UTILS
+from mmdet_lite.structures.bbox import HorizontalBoxes
 
 DeviceType = Union[str, torch.device]
 
 
-def _meshgrid(x: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
-    """Row-major grid: x varies fastest. Returns flattened (xx, yy), each [len(y) * len(x)]."""
+class PriorConfigError(ValueError, AssertionError):
+    """Inconsistent prior-generator arguments (mmdetection asserts these)."""
+
+
+def _meshgrid(x: Tensor, y: Tensor, row_major: bool = True) -> Tuple[Tensor, Tensor]:
+    """Grid with x varying fastest. Returns flattened (xx, yy), each [len(y) * len(x)]; (yy, xx)
+    when not ``row_major``."""
     xx = x.repeat(len(y))
     yy = y.view(-1, 1).repeat(1, len(x)).view(-1)
-    return xx, yy
+    return (xx, yy) if row_major else (yy, xx)
 
 
 @TASK_UTILS.register_module()
@@ -39,6 +46,7 @@ class AnchorGenerator:
             scales ``octave_base_scale * 2**(i / scales_per_octave)``.
         centers (list[tuple[float, float]], optional): Base-anchor centre per level.
         center_offset (float): Centre as a fraction of the stride in [0, 1]. Defaults to 0.
+        use_box_type (bool): Return grid priors as ``HorizontalBoxes``. Defaults to False.
 
     Example:
         >>> gen = AnchorGenerator(strides=[16], ratios=[1.], scales=[1.], base_sizes=[9])
@@ -60,24 +68,25 @@ class AnchorGenerator:
                  centers: Optional[Sequence[Tuple[float, float]]] = None,
                  center_offset: float = 0.,
                  use_box_type: bool = False) -> None:
+        if center_offset != 0 and centers is not None:
+            raise PriorConfigError('centers and a non-zero center_offset can not be used '
+                                   f'together, got centers={centers}')
         if not 0 <= center_offset <= 1:
             raise ValueError(f'center_offset must be in [0, 1], but got {center_offset}')
-        if center_offset != 0 and centers is not None:
-            raise ValueError('centers and a non-zero center_offset can not be used together')
         if centers is not None and len(centers) != len(strides):
-            raise ValueError(f'centers must have one entry per stride ({len(strides)}), '
-                             f'but got {len(centers)}')
+            raise PriorConfigError(f'centers must have one entry per stride ({len(strides)}), '
+                                   f'but got {len(centers)}')
         self.strides = [_pair(stride) for stride in strides]  # (w, h) per level
         self.base_sizes = ([min(stride) for stride in self.strides]
                            if base_sizes is None else list(base_sizes))
         if len(self.base_sizes) != len(self.strides):
-            raise ValueError(f'base_sizes must have one entry per stride ({len(self.strides)}), '
-                             f'but got {len(self.base_sizes)}')
+            raise PriorConfigError(f'base_sizes must have one entry per stride '
+                                   f'({len(self.strides)}), but got {len(self.base_sizes)}')
 
         use_octave = octave_base_scale is not None and scales_per_octave is not None
         if use_octave == (scales is not None):
-            raise ValueError('Give either scales, or both octave_base_scale and '
-                             'scales_per_octave, but not both')
+            raise PriorConfigError('Give either scales, or both octave_base_scale and '
+                                   'scales_per_octave, but not both')
         if use_octave:
             scales = [octave_base_scale * 2**(i / scales_per_octave)
                       for i in range(scales_per_octave)]
@@ -88,8 +97,10 @@ class AnchorGenerator:
         self.scale_major = scale_major
         self.centers = centers
         self.center_offset = center_offset
-        self.use_box_type = use_box_type  # accepted for config compatibility; boxes are tensors
+        self.use_box_type = use_box_type
         self.base_anchors = self.gen_base_anchors()
+
+    _meshgrid = staticmethod(_meshgrid)
 
     @property
     def num_base_priors(self) -> List[int]:
@@ -167,11 +178,12 @@ class AnchorGenerator:
             device (str | torch.device): Anchor device. Defaults to 'cpu'.
 
         Returns:
-            list[Tensor]: One [H * W * A, 4] tensor per level.
+            list[Tensor | HorizontalBoxes]: One [H * W * A, 4] tensor per level
+            (``HorizontalBoxes`` with ``use_box_type``).
         """
         if len(featmap_sizes) != self.num_levels:
-            raise ValueError(f'featmap_sizes must have one entry per level ({self.num_levels}), '
-                             f'but got {len(featmap_sizes)}')
+            raise PriorConfigError(f'featmap_sizes must have one entry per level '
+                                   f'({self.num_levels}), but got {len(featmap_sizes)}')
         return [
             self.single_level_grid_priors(featmap_sizes[i], i, dtype=dtype, device=device)
             for i in range(self.num_levels)
@@ -191,18 +203,20 @@ class AnchorGenerator:
             device (str | torch.device): Anchor device.
 
         Returns:
-            Tensor: Anchors [H * W * A, 4]; row ``(y * W + x) * A + a`` is base anchor ``a``
-            shifted to location (x, y).
+            Tensor | HorizontalBoxes: Anchors [H * W * A, 4]; row ``(y * W + x) * A + a`` is
+            base anchor ``a`` shifted to location (x, y).
         """
         base_anchors = self.base_anchors[level_idx].to(device=device, dtype=dtype)  # [A, 4]
         feat_h, feat_w = featmap_size
         stride_w, stride_h = self.strides[level_idx]
         shift_x = torch.arange(0, feat_w, device=device).to(dtype) * stride_w  # [W]
         shift_y = torch.arange(0, feat_h, device=device).to(dtype) * stride_h  # [H]
-        shift_xx, shift_yy = _meshgrid(shift_x, shift_y)  # [H * W] each
+        shift_xx, shift_yy = self._meshgrid(shift_x, shift_y)  # [H * W] each
         shifts = torch.stack([shift_xx, shift_yy, shift_xx, shift_yy], dim=-1)  # [H * W, 4]
-        all_anchors = shifts[:, None, :] + base_anchors[None, :, :]  # [H * W, A, 4]
-        return all_anchors.view(-1, 4)
+        all_anchors = (shifts[:, None, :] + base_anchors[None, :, :]).view(-1, 4)
+        if self.use_box_type:
+            return HorizontalBoxes(all_anchors)
+        return all_anchors
 
     def sparse_priors(self,
                       prior_idxs: Tensor,
@@ -232,6 +246,53 @@ class AnchorGenerator:
         return shifts + self.base_anchors[level_idx][base_anchor_id, :].to(
             dtype=dtype, device=device)
 
+    def grid_anchors(self,
+                     featmap_sizes: Sequence[Tuple[int, int]],
+                     device: DeviceType = 'cpu') -> List[Tensor]:
+        """Deprecated form of :meth:`grid_priors` (always tensors, dtype of the base anchors).
+
+        Args:
+            featmap_sizes (list[tuple[int, int]]): (H, W) of each level.
+            device (str | torch.device): Anchor device.
+
+        Returns:
+            list[Tensor]: One [H * W * A, 4] tensor per level.
+        """
+        warnings.warn('``grid_anchors`` would be deprecated soon. Please use ``grid_priors`` ')
+        if len(featmap_sizes) != self.num_levels:
+            raise PriorConfigError(f'featmap_sizes must have one entry per level '
+                                   f'({self.num_levels}), but got {len(featmap_sizes)}')
+        return [
+            self.single_level_grid_anchors(self.base_anchors[i].to(device), featmap_sizes[i],
+                                           self.strides[i], device=device)
+            for i in range(self.num_levels)
+        ]
+
+    def single_level_grid_anchors(self,
+                                  base_anchors: Tensor,
+                                  featmap_size: Tuple[int, int],
+                                  stride: Tuple[int, int] = (16, 16),
+                                  device: DeviceType = 'cpu') -> Tensor:
+        """Deprecated form of :meth:`single_level_grid_priors` taking the base anchors.
+
+        Args:
+            base_anchors (Tensor): Base anchors [A, 4].
+            featmap_size (tuple[int, int]): (H, W) of the feature map.
+            stride (tuple[int, int]): (stride_w, stride_h). Defaults to (16, 16).
+            device (str | torch.device): Anchor device.
+
+        Returns:
+            Tensor: Anchors [H * W * A, 4] in the layout of ``single_level_grid_priors``.
+        """
+        warnings.warn('``single_level_grid_anchors`` would be deprecated soon. '
+                      'Please use ``single_level_grid_priors`` ')
+        feat_h, feat_w = featmap_size
+        shift_x = torch.arange(0, feat_w, device=device) * stride[0]
+        shift_y = torch.arange(0, feat_h, device=device) * stride[1]
+        shift_xx, shift_yy = self._meshgrid(shift_x, shift_y)
+        shifts = torch.stack([shift_xx, shift_yy, shift_xx, shift_yy], dim=-1).type_as(base_anchors)
+        return (base_anchors[None, :, :] + shifts[:, None, :]).view(-1, 4)
+
     def valid_flags(self,
                     featmap_sizes: Sequence[Tuple[int, int]],
                     pad_shape: Sequence[int],
@@ -250,8 +311,8 @@ class AnchorGenerator:
             list[Tensor]: One bool [H * W * A] tensor per level.
         """
         if len(featmap_sizes) != self.num_levels:
-            raise ValueError(f'featmap_sizes must have one entry per level ({self.num_levels}), '
-                             f'but got {len(featmap_sizes)}')
+            raise PriorConfigError(f'featmap_sizes must have one entry per level '
+                                   f'({self.num_levels}), but got {len(featmap_sizes)}')
         h, w = pad_shape[:2]
         multi_level_flags = []
         for i in range(self.num_levels):
@@ -283,19 +344,28 @@ class AnchorGenerator:
         feat_h, feat_w = featmap_size
         valid_h, valid_w = valid_size
         if valid_h > feat_h or valid_w > feat_w:
-            raise ValueError(f'valid_size {tuple(valid_size)} exceeds featmap_size '
-                             f'{tuple(featmap_size)}')
+            raise PriorConfigError(f'valid_size {tuple(valid_size)} exceeds featmap_size '
+                                   f'{tuple(featmap_size)}')
         valid_x = torch.zeros(feat_w, dtype=torch.bool, device=device)
         valid_y = torch.zeros(feat_h, dtype=torch.bool, device=device)
         valid_x[:valid_w] = True
         valid_y[:valid_h] = True
-        valid_xx, valid_yy = _meshgrid(valid_x, valid_y)
+        valid_xx, valid_yy = self._meshgrid(valid_x, valid_y)
         valid = valid_xx & valid_yy  # [H * W]
         return valid[:, None].expand(valid.size(0), num_base_anchors).reshape(-1)
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(strides={self.strides}, ratios={self.ratios.tolist()}'
-                f', scales={self.scales.tolist()}, base_sizes={self.base_sizes}, '
-                f'scale_major={self.scale_major}, octave_base_scale={self.octave_base_scale}, '
-                f'scales_per_octave={self.scales_per_octave}, centers={self.centers}, '
-                f'center_offset={self.center_offset}, num_levels={self.num_levels})')
+        """Multi-line summary in mmdetection's layout (tensors printed as tensors)."""
+        indent = '    '
+        return (f'{self.__class__.__name__}(\n'
+                f'{indent}strides={self.strides},\n'
+                f'{indent}ratios={self.ratios},\n'
+                f'{indent}scales={self.scales},\n'
+                f'{indent}base_sizes={self.base_sizes},\n'
+                f'{indent}scale_major={self.scale_major},\n'
+                f'{indent}octave_base_scale={self.octave_base_scale},\n'
+                f'{indent}scales_per_octave={self.scales_per_octave},\n'
+                # mmdetection has no comma after num_levels; kept for identical output.
+                f'{indent}num_levels={self.num_levels}\n'
+                f'{indent}centers={self.centers},\n'
+                f'{indent}center_offset={self.center_offset})')

@@ -31,14 +31,13 @@ class BaseSampler(metaclass=ABCMeta):
                  neg_pos_ub: int = -1,
                  add_gt_as_proposals: bool = True,
                  **kwargs) -> None:
-        if num < 0:
-            raise ValueError(f'num must be >= 0, but got {num}')
-        if not 0 <= pos_fraction <= 1:
-            raise ValueError(f'pos_fraction must be in [0, 1], but got {pos_fraction}')
         self.num = num
         self.pos_fraction = pos_fraction
         self.neg_pos_ub = neg_pos_ub
         self.add_gt_as_proposals = add_gt_as_proposals
+        # Who draws the positives / negatives; CombinedSampler replaces these.
+        self.pos_sampler = self
+        self.neg_sampler = self
 
     @abstractmethod
     def _sample_pos(self, assign_result: AssignResult, num_expected: int, **kwargs) -> Tensor:
@@ -84,15 +83,15 @@ class BaseSampler(metaclass=ABCMeta):
             gt_flags = torch.cat([gt_flags.new_ones(gt_bboxes.shape[0]), gt_flags])
 
         num_expected_pos = int(self.num * self.pos_fraction)
-        pos_inds = self._sample_pos(assign_result, num_expected_pos, bboxes=priors,
-                                    **kwargs).unique()
+        pos_inds = self.pos_sampler._sample_pos(assign_result, num_expected_pos,
+                                                bboxes=priors, **kwargs).unique()
         num_sampled_pos = pos_inds.numel()
         num_expected_neg = self.num - num_sampled_pos
         if self.neg_pos_ub >= 0:
             neg_upper_bound = int(self.neg_pos_ub * max(1, num_sampled_pos))
             num_expected_neg = min(num_expected_neg, neg_upper_bound)
-        neg_inds = self._sample_neg(assign_result, num_expected_neg, bboxes=priors,
-                                    **kwargs).unique()
+        neg_inds = self.neg_sampler._sample_neg(assign_result, num_expected_neg,
+                                                bboxes=priors, **kwargs).unique()
         return SamplingResult(pos_inds=pos_inds, neg_inds=neg_inds, priors=priors,
                               gt_bboxes=gt_bboxes, assign_result=assign_result,
                               gt_flags=gt_flags)

@@ -1,7 +1,6 @@
 """Result of sampling: the positive and negative priors that enter the loss, with targets."""
-from typing import Any, Dict
-
-from typing import Union
+import warnings
+from typing import Any, Dict, Union
 
 import torch
 from torch import Tensor
@@ -72,17 +71,22 @@ class SamplingResult:
 
     @property
     def bboxes(self) -> Tensor:
-        """Tensor: Alias of ``priors`` (older mmdet name)."""
+        """Tensor: Deprecated alias of ``priors`` (older mmdet name); warns."""
+        warnings.warn('DeprecationWarning: bboxes is deprecated, please use "priors" instead')
         return self.priors
 
     @property
     def pos_bboxes(self) -> Tensor:
-        """Tensor: Alias of ``pos_priors``."""
+        """Tensor: Deprecated alias of ``pos_priors``; warns."""
+        warnings.warn('DeprecationWarning: pos_bboxes is deprecated, '
+                      'please use "pos_priors" instead')
         return self.pos_priors
 
     @property
     def neg_bboxes(self) -> Tensor:
-        """Tensor: Alias of ``neg_priors``."""
+        """Tensor: Deprecated alias of ``neg_priors``; warns."""
+        warnings.warn('DeprecationWarning: neg_bboxes is deprecated, '
+                      'please use "neg_priors" instead')
         return self.neg_priors
 
     def to(self, device) -> 'SamplingResult':
@@ -138,6 +142,18 @@ class SamplingResult:
             'avg_factor': self.avg_factor,
         }
 
+    def __nice__(self) -> str:
+        """The ``info`` entries sorted by key, one per line; prior tensors as their shapes."""
+        data = dict(self.info)
+        for key in list(data):
+            if key.endswith('_priors') or key.endswith('_masks'):
+                data[key] = data[key].shape
+        body = ',\n    '.join(f"'{key}': {value!r}" for key, value in sorted(data.items()))
+        return '{\n    ' + body + '\n}'
+
     def __repr__(self) -> str:
-        return (f'<SamplingResult(num_gts={self.num_gts}, num_pos={self.pos_inds.numel()}, '
-                f'num_neg={self.neg_inds.numel()}, avg_factor={self.avg_factor})>')
+        # mmdetection's NiceRepr layout: the summary plus the object's address.
+        return f'<{self.__class__.__name__}({self.__nice__()}) at {hex(id(self))}>'
+
+    def __str__(self) -> str:
+        return f'<{self.__class__.__name__}({self.__nice__()})>'
