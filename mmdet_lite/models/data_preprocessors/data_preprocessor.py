@@ -14,6 +14,11 @@ from mmdet_lite.structures import SampleList
 from .batch_augment_utils import pad_sample_sem_seg_, samplelist_boxtype2tensor
 
 
+class NormalizationArgumentError(ValueError, AssertionError):
+    """Bad ``mean``/``std``, which mmengine rejects with an assert (hence also an
+    AssertionError)."""
+
+
 @MODELS.register_module()
 class DetDataPreprocessor(ImgDataPreprocessor):
     """Turn the collated output of ``PackDetInputs`` into a padded float batch.
@@ -152,13 +157,15 @@ def _check_args(mean, std, pad_size_divisor, bgr_to_rgb, rgb_to_bgr) -> None:
     if bgr_to_rgb and rgb_to_bgr:
         raise ValueError('DetDataPreprocessor: `bgr_to_rgb` and `rgb_to_bgr` cannot both '
                          'be True.')
+    # mmengine asserts these two; the error is an AssertionError too.
     if (mean is None) != (std is None):
-        raise ValueError('DetDataPreprocessor: `mean` and `std` must both be given or both '
-                         f'be None, got mean={mean}, std={std}.')
+        raise NormalizationArgumentError(
+            'DetDataPreprocessor: `mean` and `std` must both be given or both be None, got '
+            f'mean={mean}, std={std}.')
     for name, values in (('mean', mean), ('std', std)):
         if values is not None and len(values) not in (1, 3):
-            raise ValueError(f'DetDataPreprocessor: `{name}` needs 1 or 3 values, got '
-                             f'{values}.')
+            raise NormalizationArgumentError(
+                f'DetDataPreprocessor: `{name}` needs 1 or 3 values, got {values}.')
     if not isinstance(pad_size_divisor, int) or pad_size_divisor < 1:
         raise ValueError('DetDataPreprocessor: `pad_size_divisor` must be a positive int, '
                          f'got {pad_size_divisor!r}.')
