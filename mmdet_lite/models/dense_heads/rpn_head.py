@@ -13,8 +13,14 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS
+from mmdet_lite.structures.bbox import empty_box_as, get_box_wh, scale_boxes
 from mmdet_lite.utils import ConfigType, InstanceList, MultiConfig, OptInstanceList
+from ..utils import batched_nms
 from .anchor_head import AnchorHead
+
+
+class RPNArgumentError(ValueError, AssertionError):
+    """An RPNHead argument mmdetection asserts on (``num_classes``, ``with_nms``)."""
 
 
 @MODELS.register_module()
@@ -37,8 +43,8 @@ class RPNHead(AnchorHead):
                  num_convs: int = 1,
                  **kwargs) -> None:
         if num_classes != 1:
-            raise ValueError(f'RPNHead is class-agnostic: num_classes must be 1, '
-                             f'got {num_classes}')
+            raise RPNArgumentError(f'RPNHead is class-agnostic: num_classes must be 1, '
+                                   f'got {num_classes}')
         if num_convs < 1:
             raise ValueError(f'num_convs must be >= 1, got {num_convs}')
         self.num_convs = num_convs
@@ -134,7 +140,8 @@ class RPNHead(AnchorHead):
             [K] (all 0).
         """
         if not with_nms:
-            raise ValueError('RPNHead always runs NMS on its proposals: with_nms must be True')
+            raise RPNArgumentError('RPNHead always runs NMS on its proposals: with_nms must '
+                                   'be True')
         nms_pre = cfg.get('nms_pre', -1)
         mlvl_scores, mlvl_deltas, mlvl_anchors, level_ids = [], [], [], []
         for level, (cls_score, bbox_pred, anchors) in enumerate(
@@ -159,9 +166,63 @@ class RPNHead(AnchorHead):
         results.bboxes = self.bbox_coder.decode(torch.cat(mlvl_anchors), torch.cat(mlvl_deltas),
                                                 max_shape=img_meta['img_shape'])
         results.scores = torch.cat(mlvl_scores)
-        # Level ids stand in for labels so that NMS never suppresses across levels.
-        results.labels = torch.cat(level_ids)
-        results = self._bbox_post_process(results, cfg, rescale=rescale, with_nms=True,
-                                          img_meta=img_meta)
-        results.labels = torch.zeros_like(results.labels)
+        # Level ids group the NMS so that it never suppresses across levels.
+        results.level_ids = torch.cat(level_ids)
+        return self._bbox_post_process(results, cfg, rescale=rescale, with_nms=True,
+                                       img_meta=img_meta)
+
+    def _bbox_post_process(self,
+                           results: InstanceData,
+                           cfg: ConfigType,
+                           rescale: bool = False,
+                           with_nms: bool = True,
+                           img_meta: Optional[dict] = None) -> InstanceData:
+        """Rescale, drop small boxes, then NMS within each level and keep ``max_per_img``.
+
+        Args:
+            results (InstanceData): ``bboxes`` [N, 4], ``scores`` [N] and ``level_ids`` [N]
+                (the feature level of each box: NMS never compares boxes of two levels;
+                without ``level_ids`` all boxes form one group).
+            cfg (dict): ``min_bbox_size`` (boxes with w or h <= it are dropped; negative
+                keeps all), ``nms`` and ``max_per_img``.
+            rescale (bool): Divide the boxes by ``img_meta['scale_factor']``.
+            with_nms (bool): Must be True.
+            img_meta (dict, optional): Meta of the image; required when rescaling.
+
+        Returns:
+            InstanceData: ``bboxes`` [K, 4], ``scores`` [K] (highest first, as NMS returned
+            them) and ``labels`` [K] (long, all 0: the single "object" class); no
+            ``level_ids``.
+        """
+        if not with_nms:
+            raise RPNArgumentError('RPNHead always runs NMS on its proposals: with_nms must '
+                                   'be True')
+        if rescale:
+            if img_meta is None or img_meta.get('scale_factor') is None:
+                raise RPNArgumentError("rescale=True needs 'scale_factor' in the image meta")
+            results.bboxes = scale_boxes(results.bboxes,
+                                         [1 / s for s in img_meta['scale_factor']])
+        min_bbox_size = cfg.get('min_bbox_size', -1)
+        if min_bbox_size >= 0:
+            w, h = get_box_wh(results.bboxes)
+            valid = (w > min_bbox_size) & (h > min_bbox_size)
+            if not valid.all():
+                results = results[valid]
+
+        if len(results) == 0:
+            # A fresh result drops whatever extra fields the input carried.
+            empty = InstanceData()
+            empty.bboxes = empty_box_as(results.bboxes)
+            empty.scores = results.scores.new_zeros(0)
+            empty.labels = results.scores.new_zeros(0, dtype=torch.long)
+            return empty
+        groups = results.level_ids if 'level_ids' in results else \
+            results.scores.new_zeros(len(results), dtype=torch.long)
+        dets, keep = batched_nms(results.bboxes, results.scores, groups, cfg['nms'])
+        results = results[keep]
+        results.scores = dets[:, -1]  # an NMS may re-weight the scores
+        results = results[:cfg.get('max_per_img', len(results))]
+        if 'level_ids' in results:
+            del results.level_ids
+        results.labels = results.scores.new_zeros(len(results), dtype=torch.long)
         return results

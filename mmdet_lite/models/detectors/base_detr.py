@@ -4,10 +4,10 @@ One iteration, top to bottom. B images padded to [H, W]; C = embed_dims; Q = num
 L = decoder layers; the neck gives n levels [B, C, h_l, w_l]; N = sum_l(h_l * w_l) feature
 positions. DETR R-50: one level (the last map), N = H/32 * W/32, C = 256, Q = 100, L = 6::
 
-    loss / predict / _forward(inputs [B, 3, H, W], data_samples)
+    loss / predict / _forward(batch_inputs [B, 3, H, W], batch_data_samples)
     1. extract_feat          backbone + neck -> img_feats: n levels [B, C, h_l, w_l]
-    2. forward_transformer(img_feats, data_samples)
-       a. pre_transformer    flatten_feats(levels, data_samples[, level_embed]):
+    2. forward_transformer(img_feats, batch_data_samples)
+       a. pre_transformer    flatten_feats(levels, batch_data_samples[, level_embed]):
                                padding_masks: metas -> n x [B, h_l, w_l], True on padding
                                positional_encoding(mask) [B, C, h_l, w_l] (+ level_embed[l])
                                flattened to [B, h_l * w_l, ...], concatenated over levels
@@ -137,9 +137,9 @@ class DetectionTransformer(BaseDetector, metaclass=ABCMeta):
                 if param.dim() > 1:
                     nn.init.xavier_uniform_(param)
 
-    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
         """Backbone then neck: [B, 3, H, W] -> n levels [B, C, h_l, w_l]."""
-        x = self.backbone(inputs)  # DETR: ([B, 2048, H/32, W/32], )
+        x = self.backbone(batch_inputs)  # DETR: ([B, 2048, H/32, W/32], )
         if self.with_neck:
             x = self.neck(x)  # DETR: ([B, 256, H/32, W/32], )
         return x
@@ -165,25 +165,27 @@ class DetectionTransformer(BaseDetector, metaclass=ABCMeta):
         head_inputs.update(self.forward_decoder(**decoder_inputs))
         return head_inputs
 
-    def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """Losses of every decoder layer (see the head)."""
-        img_feats = self.extract_feat(inputs)
-        head_inputs = self.forward_transformer(img_feats, data_samples)
-        return self.bbox_head.loss(**head_inputs, batch_data_samples=data_samples)
+        img_feats = self.extract_feat(batch_inputs)
+        head_inputs = self.forward_transformer(img_feats, batch_data_samples)
+        return self.bbox_head.loss(**head_inputs, batch_data_samples=batch_data_samples)
 
-    def predict(self, inputs: Tensor, data_samples: SampleList,
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
         """Detections as ``pred_instances`` (original-image pixels when ``rescale``)."""
-        img_feats = self.extract_feat(inputs)
-        head_inputs = self.forward_transformer(img_feats, data_samples)
+        img_feats = self.extract_feat(batch_inputs)
+        head_inputs = self.forward_transformer(img_feats, batch_data_samples)
         results = self.bbox_head.predict(**head_inputs, rescale=rescale,
-                                         batch_data_samples=data_samples)
-        return self.add_pred_to_datasample(data_samples, results)
+                                         batch_data_samples=batch_data_samples)
+        return self.add_pred_to_datasample(batch_data_samples, results)
 
-    def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> tuple:
+    def _forward(self, batch_inputs: Tensor,
+                 batch_data_samples: OptSampleList = None) -> tuple:
         """Raw head outputs: class logits and boxes of every decoder layer."""
-        img_feats = self.extract_feat(inputs)
-        head_inputs = self.forward_transformer(img_feats, data_samples)
+        img_feats = self.extract_feat(batch_inputs)
+        head_inputs = self.forward_transformer(img_feats, batch_data_samples)
         return self.bbox_head.forward(**head_inputs)
 
     # Shared by the members' pre_transformer.

@@ -52,51 +52,55 @@ class SingleStageDetector(BaseDetector):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
 
-    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
         """Backbone then neck.
 
         Args:
-            inputs (Tensor): [B, 3, H, W].
+            batch_inputs (Tensor): [B, 3, H, W].
 
         Returns:
             tuple[Tensor]: With ResNet-50 + RetinaNet's FPN: 5 maps [B, 256, H/8, W/8] ...
             [B, 256, H/128, W/128].
         """
-        x = self.backbone(inputs)  # [B, 256, H/4, W/4] ... [B, 2048, H/32, W/32]
+        x = self.backbone(batch_inputs)  # [B, 256, H/4, W/4] ... [B, 2048, H/32, W/32]
         if self.with_neck:
             x = self.neck(x)  # [B, 256, H/8, W/8] ... [B, 256, H/128, W/128]
         return x
 
-    def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, List[Tensor]]:
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> Dict[str, List[Tensor]]:
         """Head losses of a batch, e.g. ``loss_cls`` and ``loss_bbox`` (one value per level).
 
         Args:
-            inputs (Tensor): Normalized, padded images [B, 3, H, W].
-            data_samples (list[DetDataSample]): ``gt_instances`` and metas of each image.
+            batch_inputs (Tensor): Normalized, padded images [B, 3, H, W].
+            batch_data_samples (list[DetDataSample]): ``gt_instances`` and metas of each
+                image.
 
         Returns:
             dict[str, list[Tensor]]: Loss components; mmengine sums each list.
         """
-        x = self.extract_feat(inputs)
-        return self.bbox_head.loss(x, data_samples)
+        x = self.extract_feat(batch_inputs)
+        return self.bbox_head.loss(x, batch_data_samples)
 
-    def predict(self, inputs: Tensor, data_samples: SampleList,
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
         """Detections as ``pred_instances`` of each sample.
 
         Args:
-            inputs (Tensor): Normalized, padded images [B, 3, H, W].
-            data_samples (list[DetDataSample]): Metas (``img_shape``, ``scale_factor``).
+            batch_inputs (Tensor): Normalized, padded images [B, 3, H, W].
+            batch_data_samples (list[DetDataSample]): Metas (``img_shape``,
+                ``scale_factor``).
             rescale (bool): Map boxes back to original-image pixels. Defaults to True.
 
         Returns:
             list[DetDataSample]: The inputs with ``pred_instances``: ``bboxes`` [K, 4],
             ``scores`` [K], ``labels`` [K].
         """
-        x = self.extract_feat(inputs)
-        results = self.bbox_head.predict(x, data_samples, rescale=rescale)
-        return self.add_pred_to_datasample(data_samples, results)
+        x = self.extract_feat(batch_inputs)
+        results = self.bbox_head.predict(x, batch_data_samples, rescale=rescale)
+        return self.add_pred_to_datasample(batch_data_samples, results)
 
-    def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> tuple:
+    def _forward(self, batch_inputs: Tensor,
+                 batch_data_samples: OptSampleList = None) -> tuple:
         """Raw head outputs, e.g. ``(cls_scores, bbox_preds)``, each one tensor per level."""
-        return self.bbox_head.forward(self.extract_feat(inputs))
+        return self.bbox_head.forward(self.extract_feat(batch_inputs))

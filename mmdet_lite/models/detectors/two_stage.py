@@ -1,5 +1,6 @@
 """Two-stage detectors: backbone -> neck -> RPN proposals -> RoI head."""
 import copy
+import warnings
 from typing import Dict, Tuple
 
 from torch import Tensor
@@ -45,6 +46,13 @@ class TwoStageDetector(BaseDetector):
         if rpn_head is not None:
             rpn_head = copy.deepcopy(rpn_head)
             rpn_head.update(train_cfg=train_cfg.get('rpn'), test_cfg=test_cfg.get('rpn'))
+            # The RPN is class-agnostic whatever the config says, as in mmdetection.
+            num_classes = rpn_head.get('num_classes', None)
+            if num_classes is not None and num_classes != 1:
+                warnings.warn(f'The RPN is class-agnostic: rpn_head.num_classes should be 1, '
+                              f'got {num_classes}; using 1. Set rpn_head.num_classes = 1 in '
+                              'the config.')
+            rpn_head.update(num_classes=1)
             self.rpn_head = MODELS.build(rpn_head)
         if roi_head is not None:
             roi_head = copy.deepcopy(roi_head)
@@ -61,69 +69,109 @@ class TwoStageDetector(BaseDetector):
     def with_roi_head(self) -> bool:
         return getattr(self, 'roi_head', None) is not None
 
-    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
         """Backbone then neck.
 
         Args:
-            inputs (Tensor): [B, 3, H, W].
+            batch_inputs (Tensor): [B, 3, H, W].
 
         Returns:
             tuple[Tensor]: With ResNet-50 + FPN: 5 maps [B, 256, H/4, W/4] ...
-            [B, 256, H/64, W/64].
+            [B, 256, H/64, W/64]; with the C4 backbone one map [B, 1024, H/16, W/16].
         """
-        x = self.backbone(inputs)  # [B, 256, H/4, W/4] ... [B, 2048, H/32, W/32]
+        x = self.backbone(batch_inputs)  # [B, 256, H/4, W/4] ... [B, 2048, H/32, W/32]
         if self.with_neck:
             x = self.neck(x)  # [B, 256, H/4, W/4] ... [B, 256, H/64, W/64]
         return x
 
-    def _proposals(self, x: Tuple[Tensor, ...], data_samples: SampleList):
+    def _proposals(self, x: Tuple[Tensor, ...], batch_data_samples: SampleList):
         """RPN proposals, or those carried by the samples when there is no RPN."""
         if self.with_rpn:
-            return self.rpn_head.predict(x, data_samples, rescale=False)
-        return [sample.proposals for sample in data_samples]
+            return self.rpn_head.predict(x, batch_data_samples, rescale=False)
+        return _sample_proposals(batch_data_samples)
 
-    def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
-        """RPN losses (``loss_rpn_cls``, ``loss_rpn_bbox``) plus RoI head losses."""
-        x = self.extract_feat(inputs)
+    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """RPN losses (``loss_rpn_cls``, ``loss_rpn_bbox``) plus RoI head losses.
+
+        Args:
+            batch_inputs (Tensor): Normalized, padded images [B, 3, H, W].
+            batch_data_samples (list[DetDataSample]): ``gt_instances`` and metas.
+
+        Returns:
+            dict[str, Tensor | list[Tensor]]: Loss components (and ``acc``).
+        """
+        x = self.extract_feat(batch_inputs)
         losses = dict()
         if self.with_rpn:
             proposal_cfg = self.train_cfg.get('rpn_proposal', self.test_cfg.get('rpn'))
             # The RPN is class-agnostic: RPNHead treats every GT box as label 0 itself.
             rpn_losses, proposals = self.rpn_head.loss_and_predict(
-                x, data_samples, proposal_cfg=proposal_cfg)
+                x, batch_data_samples, proposal_cfg=proposal_cfg)
             for key in list(rpn_losses):
                 if 'loss' in key and 'rpn' not in key:
                     rpn_losses[f'rpn_{key}'] = rpn_losses.pop(key)
             losses.update(rpn_losses)
         else:
-            proposals = [sample.proposals for sample in data_samples]
-        losses.update(self.roi_head.loss(x, proposals, data_samples))
+            proposals = _sample_proposals(batch_data_samples)
+        losses.update(self.roi_head.loss(x, proposals, batch_data_samples))
         return losses
 
-    def predict(self, inputs: Tensor, data_samples: SampleList,
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
-        """Detections in original-image pixels (``rescale=True``) as ``pred_instances``."""
-        x = self.extract_feat(inputs)
-        proposals = self._proposals(x, data_samples)
-        results = self.roi_head.predict(x, proposals, data_samples, rescale=rescale)
-        return self.add_pred_to_datasample(data_samples, results)
+        """Detections in original-image pixels (``rescale=True``) as ``pred_instances``.
 
-    def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> tuple:
+        Proposals carried by the samples (``proposals``, e.g. from ``LoadProposals``) are
+        used as they are, as mmdetection does; otherwise the RPN makes them.
+
+        Args:
+            batch_inputs (Tensor): Normalized, padded images [B, 3, H, W].
+            batch_data_samples (list[DetDataSample]): Metas of each image.
+            rescale (bool): Map the boxes back to the original image. Defaults to True.
+
+        Returns:
+            list[DetDataSample]: The samples with ``pred_instances`` (``bboxes`` [K, 4],
+            ``scores`` [K], ``labels`` [K], and ``masks`` with a mask head).
+        """
+        x = self.extract_feat(batch_inputs)
+        if batch_data_samples[0].get('proposals', None) is not None:
+            proposals = _sample_proposals(batch_data_samples)
+        else:
+            proposals = self._proposals(x, batch_data_samples)
+        results = self.roi_head.predict(x, proposals, batch_data_samples, rescale=rescale)
+        return self.add_pred_to_datasample(batch_data_samples, results)
+
+    def _forward(self, batch_inputs: Tensor,
+                 batch_data_samples: OptSampleList = None) -> tuple:
         """Raw outputs: ``(rpn_outs, roi_outs)`` (``roi_outs`` alone without an RPN).
 
         ``rpn_outs`` is the RPN's (cls_scores, bbox_preds) per level; ``roi_outs`` the RoI
         head's outputs for the RPN's proposals. The RPN runs once: its proposals are
         decoded from the same maps that are returned.
         """
-        x = self.extract_feat(inputs)
-        if data_samples is None:
-            data_samples = [DetDataSample(metainfo=dict(img_shape=tuple(inputs.shape[-2:])))
-                            for _ in range(inputs.size(0))]
+        x = self.extract_feat(batch_inputs)
+        if batch_data_samples is None:
+            batch_data_samples = [
+                DetDataSample(metainfo=dict(img_shape=tuple(batch_inputs.shape[-2:])))
+                for _ in range(batch_inputs.size(0))
+            ]
         if not self.with_rpn:
-            proposals = [sample.proposals for sample in data_samples]
-            return (self.roi_head.forward(x, proposals, data_samples), )
+            proposals = _sample_proposals(batch_data_samples)
+            return (self.roi_head.forward(x, proposals, batch_data_samples), )
         rpn_outs = self.rpn_head(x)  # per level [B, A, H_l, W_l], [B, A*4, H_l, W_l]
         proposals = self.rpn_head.predict_by_feat(
-            *rpn_outs, batch_img_metas=[sample.metainfo for sample in data_samples],
+            *rpn_outs, batch_img_metas=[sample.metainfo for sample in batch_data_samples],
             rescale=False)
-        return rpn_outs, self.roi_head.forward(x, proposals, data_samples)
+        return rpn_outs, self.roi_head.forward(x, proposals, batch_data_samples)
+
+
+class MissingProposalsError(ValueError, AssertionError):
+    """A detector without an RPN got samples without ``proposals``."""
+
+
+def _sample_proposals(batch_data_samples: SampleList) -> list:
+    """The ``proposals`` InstanceData of each sample (for detectors without an RPN)."""
+    if not batch_data_samples or batch_data_samples[0].get('proposals', None) is None:
+        raise MissingProposalsError(
+            'batch_data_samples carry no proposals: a two-stage detector without rpn_head '
+            "needs each sample's 'proposals' (e.g. from the LoadProposals transform)")
+    return [sample.proposals for sample in batch_data_samples]

@@ -1,35 +1,39 @@
 """Faster / Mask R-CNN's second stage: RoI features -> box head (-> mask head)."""
 from typing import Dict, List, Tuple
 
-from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet_lite.registry import MODELS, TASK_UTILS
 from mmdet_lite.structures import SampleList
 from mmdet_lite.structures.bbox import bbox2roi, get_box_wh
-from mmdet_lite.utils import InstanceList, OptConfigType, OptMultiConfig
+from mmdet_lite.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
+from ..utils import empty_instances
+from .base_roi_head import BaseRoIHead, RoIHeadArgumentError
 
 
 @MODELS.register_module()
-class StandardRoIHead(BaseModule):
+class StandardRoIHead(BaseRoIHead):
     """Assign and sample proposals, pool their features, classify/refine boxes, segment.
 
     Training (per image): proposals -> ``assigner`` (IoU with GT) -> ``sampler``
-    (512 RoIs, 25% positive) -> RoI features -> box losses; the positive RoIs also go
-    through the mask branch. Test: proposals -> box head -> per-class NMS -> masks of the
-    kept detections.
+    (512 RoIs, 25% positive) -> RoI features (-> ``shared_head``) -> box losses; the
+    positive RoIs also go through the mask branch. Test: proposals -> box head -> per-class
+    NMS -> masks of the kept detections.
 
     Args:
         bbox_roi_extractor (dict): e.g. ``SingleRoIExtractor`` with 7x7 RoIAlign.
-        bbox_head (dict): e.g. ``Shared2FCBBoxHead``.
-        mask_roi_extractor (dict, optional): 14x14 RoIAlign extractor for masks.
+        bbox_head (dict): e.g. ``Shared2FCBBoxHead``, or ``BBoxHead`` after a shared head.
+        mask_roi_extractor (dict, optional): 14x14 RoIAlign extractor for masks; None with
+            a mask head reuses the box extractor.
         mask_head (dict, optional): e.g. ``FCNMaskHead``.
-        share_roi_extractor (bool): Reuse the box extractor for masks.
+        shared_head (dict, optional): e.g. the C4 ``ResLayer`` (ResNet ``layer4`` per RoI).
         train_cfg (dict, optional): ``assigner``, ``sampler``, ``pos_weight``, ``mask_size``.
         test_cfg (dict, optional): ``score_thr``, ``nms``, ``max_per_img``,
             ``mask_thr_binary``.
         init_cfg (dict, optional): Initialization config.
+        share_roi_extractor (bool): Reuse the box extractor for masks even when
+            ``mask_roi_extractor`` is given (mmdet_lite's spelling of leaving it None).
     """
 
     def __init__(self,
@@ -37,56 +41,80 @@ class StandardRoIHead(BaseModule):
                  bbox_head: OptConfigType = None,
                  mask_roi_extractor: OptConfigType = None,
                  mask_head: OptConfigType = None,
-                 share_roi_extractor: bool = False,
                  shared_head: OptConfigType = None,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
-                 init_cfg: OptMultiConfig = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        if shared_head is not None:
-            raise ValueError('StandardRoIHead: shared_head (the C4 ResLayer head) is not '
-                             'supported by mmdet_lite; use an FPN model')
+                 init_cfg: OptMultiConfig = None,
+                 share_roi_extractor: bool = False) -> None:
         if bbox_head is None:
-            raise ValueError('StandardRoIHead needs bbox_head (and bbox_roi_extractor)')
-        self.train_cfg = train_cfg
-        self.test_cfg = test_cfg
+            raise RoIHeadArgumentError('StandardRoIHead needs bbox_head (and '
+                                       'bbox_roi_extractor)')
+        if share_roi_extractor:
+            mask_roi_extractor = None
+        super().__init__(bbox_roi_extractor=bbox_roi_extractor, bbox_head=bbox_head,
+                         mask_roi_extractor=mask_roi_extractor, mask_head=mask_head,
+                         shared_head=shared_head, train_cfg=train_cfg, test_cfg=test_cfg,
+                         init_cfg=init_cfg)
+
+    def init_assigner_sampler(self) -> None:
+        """``bbox_assigner`` / ``bbox_sampler`` from ``train_cfg`` (None without one)."""
+        self.bbox_assigner = None
+        self.bbox_sampler = None
+        if self.train_cfg:
+            self.bbox_assigner = TASK_UTILS.build(self.train_cfg['assigner'])
+            self.bbox_sampler = TASK_UTILS.build(self.train_cfg['sampler'],
+                                                 default_args=dict(context=self))
+
+    def init_bbox_head(self, bbox_roi_extractor: ConfigType, bbox_head: ConfigType) -> None:
+        """Build ``bbox_roi_extractor`` and ``bbox_head``."""
         self.bbox_roi_extractor = MODELS.build(bbox_roi_extractor)
         self.bbox_head = MODELS.build(bbox_head)
-        self.share_roi_extractor = share_roi_extractor
-        if mask_head is not None:
-            self.mask_roi_extractor = (self.bbox_roi_extractor if share_roi_extractor else
-                                       MODELS.build(mask_roi_extractor))
-            self.mask_head = MODELS.build(mask_head)
-        if train_cfg is not None:
-            self.bbox_assigner = TASK_UTILS.build(train_cfg['assigner'])
-            self.bbox_sampler = TASK_UTILS.build(train_cfg['sampler'])
 
-    @property
-    def with_bbox(self) -> bool:
-        return getattr(self, 'bbox_head', None) is not None
-
-    @property
-    def with_mask(self) -> bool:
-        return getattr(self, 'mask_head', None) is not None
+    def init_mask_head(self, mask_roi_extractor: OptConfigType, mask_head: ConfigType) -> None:
+        """Build ``mask_head``; without ``mask_roi_extractor`` the box extractor is shared."""
+        if mask_roi_extractor is not None:
+            self.mask_roi_extractor = MODELS.build(mask_roi_extractor)
+            self.share_roi_extractor = False
+        else:
+            self.share_roi_extractor = True
+            self.mask_roi_extractor = self.bbox_roi_extractor
+        self.mask_head = MODELS.build(mask_head)
 
     # ------------------------------------------------------------------ forward parts
     def _bbox_forward(self, x: Tuple[Tensor, ...], rois: Tensor) -> Dict[str, Tensor]:
-        # x: FPN levels [B, 256, H/4, W/4] ... ; rois: [K, 5]
+        """Box head outputs of ``rois`` [K, 5].
+
+        Returns:
+            dict: ``cls_score`` [K, C+1], ``bbox_pred`` [K, C*4] and ``bbox_feats`` (the
+            RoI features after the shared head, e.g. [K, 2048, 7, 7] for C4).
+        """
         bbox_feats = self.bbox_roi_extractor(x[:self.bbox_roi_extractor.num_inputs], rois)
-        cls_score, bbox_pred = self.bbox_head(bbox_feats)  # [K, C+1], [K, C*4]
+        if self.with_shared_head:
+            bbox_feats = self.shared_head(bbox_feats)
+        cls_score, bbox_pred = self.bbox_head(bbox_feats)
         return dict(cls_score=cls_score, bbox_pred=bbox_pred, bbox_feats=bbox_feats)
 
     def _mask_forward(self, x: Tuple[Tensor, ...], rois: Tensor) -> Dict[str, Tensor]:
+        """Mask logits [K, C, 28, 28] (and the features) of ``rois`` [K, 5]."""
         mask_feats = self.mask_roi_extractor(x[:self.mask_roi_extractor.num_inputs],
                                              rois)  # [K, 256, 14, 14]
-        return dict(mask_preds=self.mask_head(mask_feats))  # [K, C, 28, 28]
+        if self.with_shared_head:
+            mask_feats = self.shared_head(mask_feats)
+        return dict(mask_preds=self.mask_head(mask_feats), mask_feats=mask_feats)
 
     def forward(self, x: Tuple[Tensor, ...], rpn_results_list: InstanceList,
                 batch_data_samples: SampleList = None) -> tuple:
-        """Raw head outputs for all proposals ('tensor' mode; no post-processing)."""
+        """Raw head outputs for all proposals ('tensor' mode; no post-processing).
+
+        Returns:
+            tuple: ``cls_score``, ``bbox_pred`` and with a mask head the mask logits of the
+            first 100 RoIs.
+        """
         rois = bbox2roi([res.bboxes for res in rpn_results_list])
-        bbox_results = self._bbox_forward(x, rois)
-        outs = (bbox_results['cls_score'], bbox_results['bbox_pred'])
+        outs = ()
+        if self.with_bbox:
+            bbox_results = self._bbox_forward(x, rois)
+            outs = outs + (bbox_results['cls_score'], bbox_results['bbox_pred'])
         if self.with_mask:
             outs = outs + (self._mask_forward(x, rois[:100])['mask_preds'], )
         return outs
@@ -116,52 +144,91 @@ class StandardRoIHead(BaseModule):
                 feats=[level[i][None] for level in x]))
 
         losses = dict()
-        rois = bbox2roi([res.priors for res in sampling_results])  # [K, 5]
-        bbox_results = self._bbox_forward(x, rois)
-        bbox_out = self.bbox_head.loss_and_target(bbox_results['cls_score'],
-                                                  bbox_results['bbox_pred'], rois,
-                                                  sampling_results, self.train_cfg)
-        losses.update(bbox_out['loss_bbox'])
-
+        if self.with_bbox:
+            bbox_results = self.bbox_loss(x, sampling_results)
+            losses.update(bbox_results['loss_bbox'])
         if self.with_mask:
-            pos_rois = bbox2roi([res.pos_priors for res in sampling_results])
-            mask_preds = self._mask_forward(x, pos_rois)['mask_preds']
-            mask_out = self.mask_head.loss_and_target(mask_preds, sampling_results,
-                                                      batch_gt_instances, self.train_cfg)
-            losses.update(mask_out['loss_mask'])
+            mask_results = self.mask_loss(x, sampling_results, batch_gt_instances)
+            losses.update(mask_results['loss_mask'])
         return losses
 
-    # ------------------------------------------------------------------ inference
-    def predict(self, x: Tuple[Tensor, ...], rpn_results_list: InstanceList,
-                batch_data_samples: SampleList, rescale: bool = False) -> InstanceList:
-        """Detections per image: ``bboxes``, ``scores``, ``labels`` (and ``masks``).
+    def bbox_loss(self, x: Tuple[Tensor, ...], sampling_results: List) -> dict:
+        """Box head forward on the sampled RoIs and its losses.
 
-        With a mask head the boxes stay in the network-input frame until the masks are
-        predicted from them; the mask head then maps both to the original image.
+        Args:
+            x (tuple[Tensor]): Features, each [B, C, H_l, W_l].
+            sampling_results (list[SamplingResult]): Per-image sampled RoIs.
+
+        Returns:
+            dict: ``cls_score``, ``bbox_pred``, ``bbox_feats``, ``loss_bbox`` (a dict of
+            losses), plus ``rois`` [K, 5] and ``bbox_targets`` for multi-stage heads.
         """
-        batch_img_metas = [sample.metainfo for sample in batch_data_samples]
-        results_list = self.predict_bbox(x, batch_img_metas, rpn_results_list,
-                                         rescale=rescale and not self.with_mask)
-        if self.with_mask:
-            results_list = self.predict_mask(x, batch_img_metas, results_list, rescale)
-        return results_list
+        rois = bbox2roi([res.priors for res in sampling_results])  # [K, 5]
+        bbox_results = self._bbox_forward(x, rois)
+        bbox_out = self.bbox_head.loss_and_target(
+            cls_score=bbox_results['cls_score'], bbox_pred=bbox_results['bbox_pred'],
+            rois=rois, sampling_results=sampling_results, rcnn_train_cfg=self.train_cfg)
+        bbox_results.update(loss_bbox=bbox_out['loss_bbox'], rois=rois,
+                            bbox_targets=bbox_out['bbox_targets'])
+        return bbox_results
 
+    def mask_loss(self, x: Tuple[Tensor, ...], sampling_results: List,
+                  batch_gt_instances: InstanceList) -> dict:
+        """Mask head forward on the positive RoIs and its loss.
+
+        Returns:
+            dict: ``mask_preds`` [P, C, 28, 28], ``mask_feats`` and ``loss_mask`` (a dict).
+        """
+        pos_rois = bbox2roi([res.pos_priors for res in sampling_results])
+        mask_results = self._mask_forward(x, pos_rois)
+        mask_out = self.mask_head.loss_and_target(mask_results['mask_preds'],
+                                                  sampling_results, batch_gt_instances,
+                                                  self.train_cfg)
+        mask_results.update(loss_mask=mask_out['loss_mask'])
+        return mask_results
+
+    # ------------------------------------------------------------------ inference
     def predict_bbox(self, x: Tuple[Tensor, ...], batch_img_metas: List[dict],
-                     rpn_results_list: InstanceList, rescale: bool = False) -> InstanceList:
-        """Classify and refine the proposals, then per-class NMS."""
+                     rpn_results_list: InstanceList, rcnn_test_cfg: OptConfigType,
+                     rescale: bool = False) -> InstanceList:
+        """Classify and refine the proposals, then per-class NMS.
+
+        Args:
+            x (tuple[Tensor]): Features, each [B, C, H_l, W_l].
+            batch_img_metas (list[dict]): Metas of each image.
+            rpn_results_list (list[InstanceData]): Proposals (``bboxes``) per image.
+            rcnn_test_cfg (dict, optional): ``score_thr``, ``nms``, ``max_per_img``; None
+                returns the raw per-class boxes and scores.
+            rescale (bool): Map the boxes to the original image.
+
+        Returns:
+            list[InstanceData]: ``bboxes`` [N, 4], ``scores`` [N], ``labels`` [N] per image.
+        """
         proposals = [res.bboxes for res in rpn_results_list]
         rois = bbox2roi(proposals)
+        if rois.size(0) == 0:
+            return empty_instances(batch_img_metas, rois.device, task_type='bbox',
+                                   box_type=self.bbox_head.predict_box_type,
+                                   num_classes=self.bbox_head.num_classes,
+                                   score_per_cls=rcnn_test_cfg is None)
         bbox_results = self._bbox_forward(x, rois)
-        num_per_img = [len(p) for p in proposals]
+        num_per_img = tuple(len(p) for p in proposals)
+        bbox_preds = bbox_results['bbox_pred']
+        bbox_preds = bbox_preds.split(num_per_img) if bbox_preds is not None else \
+            (None, ) * len(proposals)
         return self.bbox_head.predict_by_feat(
-            rois.split(num_per_img), bbox_results['cls_score'].split(num_per_img),
-            bbox_results['bbox_pred'].split(num_per_img), batch_img_metas,
-            rcnn_test_cfg=self.test_cfg, rescale=rescale)
+            rois=rois.split(num_per_img), cls_scores=bbox_results['cls_score'].split(
+                num_per_img), bbox_preds=bbox_preds, batch_img_metas=batch_img_metas,
+            rcnn_test_cfg=rcnn_test_cfg, rescale=rescale)
 
     def predict_mask(self, x: Tuple[Tensor, ...], batch_img_metas: List[dict],
                      results_list: InstanceList, rescale: bool = False) -> InstanceList:
-        """Predict a mask for every kept detection."""
+        """Predict a mask for every kept detection (``masks`` [N, H, W] per image)."""
         rois = bbox2roi([res.bboxes for res in results_list])
+        if rois.size(0) == 0:
+            return empty_instances(batch_img_metas, rois.device, task_type='mask',
+                                   instance_results=results_list,
+                                   mask_thr_binary=self.test_cfg['mask_thr_binary'])
         mask_preds = self._mask_forward(x, rois)['mask_preds']
         num_per_img = [len(res) for res in results_list]
         return self.mask_head.predict_by_feat(mask_preds.split(num_per_img), results_list,

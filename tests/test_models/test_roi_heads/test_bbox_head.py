@@ -74,9 +74,10 @@ def test_class_agnostic_head_predicts_one_box_per_roi():
     assert bbox_pred.shape == (5, 4)
 
 
-def test_zero_classes_is_rejected():
-    with pytest.raises(ValueError, match='num_classes must be >= 1'):
-        make_head(num_classes=0)
+def test_no_branch_at_all_is_rejected_as_an_assertion():
+    # mmdetection asserts with_cls or with_reg; it has no num_classes check.
+    with pytest.raises(AssertionError, match='with_cls or with_reg'):
+        make_head(with_cls=False, with_reg=False)
 
 
 # ----------------------------------------------------------------------------- targets

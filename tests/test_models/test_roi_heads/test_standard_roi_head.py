@@ -115,7 +115,5 @@ def test_faster_rcnn_head_has_no_mask_branch():
 
 
 def test_unsupported_configs_are_rejected():
-    with pytest.raises(ValueError, match='shared_head'):
-        make_roi_head(shared_head=dict(type='ResLayer', depth=50))
     with pytest.raises(ValueError, match='needs bbox_head'):
         make_roi_head(bbox_head=None)

@@ -131,21 +131,31 @@ class FCNMaskHead(BaseModule):
 
     def predict_by_feat(self, mask_preds: Tuple[Tensor, ...], results_list: InstanceList,
                         batch_img_metas: List[dict], rcnn_test_cfg: ConfigDict,
-                        rescale: bool = False) -> InstanceList:
+                        rescale: bool = False, activate_map: bool = False) -> InstanceList:
         """Paste each detection's mask into the image and binarize it.
 
         Args:
-            mask_preds (tuple[Tensor]): Per image [N_i, num_classes, 28, 28] logits.
+            mask_preds (tuple[Tensor]): Per image [N_i, num_classes, 28, 28] mask logits,
+                or probabilities with ``activate_map=True``.
             results_list (list[InstanceData]): Detections with ``bboxes`` in the resized
                 (network input) image and ``labels``.
             batch_img_metas (list[dict]): Image metas.
-            rcnn_test_cfg (dict): Needs ``mask_thr_binary``.
+            rcnn_test_cfg (dict): Needs ``mask_thr_binary``; a negative value returns soft
+                masks (uint8 probabilities * 255) instead of bool masks.
             rescale (bool): Paste into the original image (and rescale ``bboxes`` to it);
                 otherwise into the resized image.
+            activate_map (bool): ``mask_preds`` are already probabilities (e.g. merged
+                test-time-augmentation maps): skip the sigmoid. Defaults to False.
 
         Returns:
-            list[InstanceData]: The same results with ``masks`` bool [N_i, H, W].
+            list[InstanceData]: The same results with ``masks`` [N_i, H, W] (bool, or uint8
+            for a negative threshold).
         """
+        if not len(mask_preds) == len(results_list) == len(batch_img_metas):
+            raise MaskHeadArgumentError(
+                f'mask_preds ({len(mask_preds)}), results_list ({len(results_list)}) and '
+                f'batch_img_metas ({len(batch_img_metas)}) must have one item per image')
+        threshold = rcnn_test_cfg['mask_thr_binary']
         for preds, results, meta in zip(mask_preds, results_list, batch_img_metas):
             bboxes = get_box_tensor(results.bboxes)
             if rescale:
@@ -156,18 +166,26 @@ class FCNMaskHead(BaseModule):
             else:
                 img_h, img_w = meta['img_shape'][:2]
             if bboxes.size(0) == 0:
-                results.masks = torch.zeros(0, img_h, img_w, dtype=torch.bool,
-                                            device=bboxes.device)
+                results.masks = torch.zeros(0, img_h, img_w, device=bboxes.device,
+                                            dtype=torch.bool if threshold >= 0 else
+                                            torch.uint8)
                 continue
-            probs = preds.sigmoid()
+            probs = preds.to(bboxes) if activate_map else preds.sigmoid()
             if not self.class_agnostic:
                 probs = probs[torch.arange(probs.size(0), device=probs.device),
                               results.labels]  # [N, 28, 28]
             else:
                 probs = probs[:, 0]
-            results.masks = paste_masks_in_image(probs, bboxes, img_h, img_w,
-                                                 rcnn_test_cfg['mask_thr_binary'])
+            masks = paste_masks_in_image(probs, bboxes, img_h, img_w, threshold)
+            if threshold < 0:
+                # Soft masks for visualization and debugging, stored as mmdetection does.
+                masks = (masks * 255).to(torch.uint8)
+            results.masks = masks
         return results_list
+
+
+class MaskHeadArgumentError(ValueError, AssertionError):
+    """Inputs of the mask head that mmdetection asserts on."""
 
 
 def paste_masks_in_image(mask_probs: Tensor, bboxes: Tensor, img_h: int, img_w: int,
