@@ -142,11 +142,11 @@ class TwoStageDetector(BaseDetector):
 
     def _forward(self, batch_inputs: Tensor,
                  batch_data_samples: OptSampleList = None) -> tuple:
-        """Raw outputs: ``(rpn_outs, roi_outs)`` (``roi_outs`` alone without an RPN).
+        """Raw outputs, as mmdetection 3.3: ``(roi_outs, )``.
 
-        ``rpn_outs`` is the RPN's (cls_scores, bbox_preds) per level; ``roi_outs`` the RoI
-        head's outputs for the RPN's proposals. The RPN runs once: its proposals are
-        decoded from the same maps that are returned.
+        ``roi_outs`` is the RoI head's raw outputs (class scores, box deltas[, mask logits])
+        for the RPN's proposals (or the samples' ``proposals`` without an RPN). The RPN's
+        own maps are not returned, as in mmdetection.
         """
         x = self.extract_feat(batch_inputs)
         if batch_data_samples is None:
@@ -154,14 +154,11 @@ class TwoStageDetector(BaseDetector):
                 DetDataSample(metainfo=dict(img_shape=tuple(batch_inputs.shape[-2:])))
                 for _ in range(batch_inputs.size(0))
             ]
-        if not self.with_rpn:
+        if self.with_rpn:
+            proposals = self.rpn_head.predict(x, batch_data_samples, rescale=False)
+        else:
             proposals = _sample_proposals(batch_data_samples)
-            return (self.roi_head.forward(x, proposals, batch_data_samples), )
-        rpn_outs = self.rpn_head(x)  # per level [B, A, H_l, W_l], [B, A*4, H_l, W_l]
-        proposals = self.rpn_head.predict_by_feat(
-            *rpn_outs, batch_img_metas=[sample.metainfo for sample in batch_data_samples],
-            rescale=False)
-        return rpn_outs, self.roi_head.forward(x, proposals, batch_data_samples)
+        return (self.roi_head.forward(x, proposals, batch_data_samples), )
 
 
 class MissingProposalsError(ValueError, AssertionError):

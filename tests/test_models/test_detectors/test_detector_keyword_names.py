@@ -87,7 +87,7 @@ def test_two_stage_predict_and_forward_by_keyword(faster_rcnn):
                                    pred.pred_instances.get(field))
         raw = faster_rcnn._forward(inputs, data_samples)
         raw_kw = faster_rcnn._forward(batch_inputs=inputs, batch_data_samples=data_samples)
-        assert torch.equal(raw[1][0], raw_kw[1][0])
+        assert torch.equal(raw[0][0], raw_kw[0][0])
         feats = faster_rcnn.extract_feat(batch_inputs=inputs)
         assert all(torch.equal(a, b) for a, b in zip(feats, faster_rcnn.extract_feat(inputs)))
 
