@@ -5,6 +5,13 @@
         [--warmup W] [--compare-torchvision {auto,fasterrcnn,maskrcnn,retinanet,none}]
         [--threads T]
     python tools/analysis_tools/benchmark.py imports [PACKAGE ...] [--repeat R]
+    python tools/analysis_tools/benchmark.py deform_attn [--batch B ...] [--shape H W]
+        [--queries Q] [--repeat R] [--warmup W] [--threads T] [--device D]
+
+``deform_attn`` times ``MultiScaleDeformableAttention`` (plain torch) at DINO-4scale sizes:
+the decoder's cross-attention (Q queries, box references) and the encoder's self-attention
+(every pixel of the 4 levels a query), forward under no_grad and forward + backward, with
+peak memory (CPU: RSS above the phase's start; CUDA: max_memory_allocated).
 
 ``imports`` measures what ``import PACKAGE`` costs beyond torch, torchvision, mmengine and
 mmcv.cnn (``python -X importtime`` in fresh interpreters, median) and lists the modules
@@ -30,9 +37,11 @@ from torch import nn
 
 from mmdet_lite.apis.cli import exit_on_user_error, load_config
 from mmdet_lite.analysis.benchmark import (IMPORT_BASELINE, PhaseResult, box_masks,
-                                           format_results, load_average, machine_summary,
-                                           measure, measure_import, peak_rss_mb,
-                                           reset_peak_rss, synthetic_gt)
+                                           deform_attn_inputs, format_deform_attn_rows,
+                                           format_results, level_shapes, load_average,
+                                           machine_summary, measure, measure_import,
+                                           peak_rss_mb, reset_peak_rss, synthetic_gt,
+                                           trim_heap)
 from mmdet_lite.analysis.torchvision_baselines import TORCHVISION_BASELINES, Baseline
 
 SIZE_DIVISOR = 32  # both families pad inputs to a multiple of 32
@@ -286,6 +295,64 @@ def run_imports(args: argparse.Namespace) -> None:
         print(f'{package:<28}: {median:.3f} s (median of {args.repeat}); heaviest: {top}')
 
 
+# --------------------------------------------------------------------- deformable attention
+def run_deform_attn(args: argparse.Namespace) -> None:
+    from mmdet_lite.models.layers.transformer import MultiScaleDeformableAttention
+    h, w = args.shape
+    if h <= 0 or w <= 0 or args.queries < 1 or min(args.batch) < 1:
+        raise ValueError(f'--shape, --queries and --batch must be positive, got {h} {w}, '
+                         f'{args.queries}, {args.batch}')
+    if args.threads < 1:
+        raise ValueError(f'--threads must be >= 1, got {args.threads}')
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    shapes = level_shapes((h, w))
+    torch.manual_seed(0)
+    # DINO's attention: 256 channels, 8 heads, 4 levels, 4 points, dropout 0 in its config.
+    attn = MultiScaleDeformableAttention(embed_dims=256, num_heads=8, num_levels=len(shapes),
+                                         num_points=4, dropout=0., batch_first=True).to(device)
+    spatial_shapes = torch.tensor(shapes, device=device)
+    load_before = load_average()
+    rows = []
+    for batch in args.batch:
+        for case, (query, value, ref) in deform_attn_inputs(shapes, batch, args.queries,
+                                                            device).items():
+            mask = torch.zeros(value.shape[:2], dtype=torch.bool, device=device)
+            self_attn = query is value
+
+            def forward(q, v):
+                return attn(q, value=None if self_attn else v, reference_points=ref,
+                            spatial_shapes=spatial_shapes, key_padding_mask=mask)
+
+            def infer():
+                attn.eval()
+                with torch.no_grad():
+                    forward(query, value)
+
+            def train():
+                attn.train()
+                attn.zero_grad(set_to_none=True)
+                # Query and value come from earlier layers: they need gradients too.
+                q = query.detach().requires_grad_()
+                v = q if self_attn else value.detach().requires_grad_()
+                forward(q, v).sum().backward()
+
+            for phase, fn in (('forward', infer), ('fwd+bwd', train)):
+                trim_heap()  # so that the next phase's peak is not hidden in freed memory
+                result = measure(fn, phase, case, args.repeat, args.warmup, device)
+                rows.append((batch, result))
+
+    print('== mmdet_lite benchmark: deform_attn ==')
+    print(f'module       : MultiScaleDeformableAttention(256, 8 heads, {len(shapes)} levels, '
+          '4 points), plain torch (F.grid_sample)')
+    print(f'machine      : {machine_summary(args.threads)}; device {device}')
+    print(f'load average : {load_before} (start) / {load_average()} (end)')
+    print(f'levels       : {" ".join(f"{lh}x{lw}" for lh, lw in shapes)} from a {h}x{w} input '
+          f'({sum(a * b for a, b in shapes)} keys); decoder queries {args.queries}')
+    print(f'repeat/warmup: {args.repeat} / {args.warmup}')
+    print(format_deform_attn_rows(rows, device))
+
+
 # --------------------------------------------------------------------- command line
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -325,6 +392,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                          'mmdet_lite.models.backbones'])
     imports.add_argument('--repeat', type=int, default=5, help='fresh interpreters (median)')
     imports.set_defaults(func=run_imports)
+
+    deform = sub.add_parser('deform_attn',
+                            help='MultiScaleDeformableAttention at DINO-4scale sizes')
+    deform.add_argument('--batch', type=int, nargs='+', default=[1, 2], help='batch sizes')
+    deform.add_argument('--shape', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'),
+                        help='input image size; levels of stride 8/16/32/64')
+    deform.add_argument('--queries', type=int, default=900, help="decoder's queries")
+    deform.add_argument('--repeat', type=int, default=3, help='timed repeats (median shown)')
+    deform.add_argument('--warmup', type=int, default=1, help='untimed repeats first')
+    deform.add_argument('--threads', type=int, default=torch.get_num_threads(),
+                        help='torch.set_num_threads')
+    deform.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    deform.set_defaults(func=run_deform_attn)
     return parser.parse_args(argv)
 
 

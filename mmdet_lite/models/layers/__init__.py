@@ -12,18 +12,13 @@ from .roi_align import RoIAlign  # noqa: E402
 
 __all__ += ['multiclass_nms', 'RoIAlign']
 
-# DETR family: positional encoding, transformer layers and their shared helpers.
+# DETR family: positional encoding, transformer layers and their shared helpers (all of
+# layers/transformer is re-exported here, as mmdetection's mmdet.models.layers does).
 from .positional_encoding import SinePositionalEncoding  # noqa: E402
-from .transformer import (MLP, DetrTransformerDecoder,  # noqa: E402
-                          DetrTransformerDecoderLayer, DetrTransformerEncoder,
-                          DetrTransformerEncoderLayer, coordinate_to_encoding, inverse_sigmoid,
-                          nchw_to_nlc, nlc_to_nchw)
+from .transformer import *  # noqa: E402,F401,F403
+from .transformer import __all__ as _transformer_all  # noqa: E402
 
-__all__ += [
-    'SinePositionalEncoding', 'DetrTransformerEncoder', 'DetrTransformerEncoderLayer',
-    'DetrTransformerDecoder', 'DetrTransformerDecoderLayer', 'MLP', 'coordinate_to_encoding',
-    'inverse_sigmoid', 'nchw_to_nlc', 'nlc_to_nchw'
-]
+__all__ += ['SinePositionalEncoding'] + _transformer_all
 
 # YOLOX / RTMDet / DyHead family: CSP layers, SPP, channel attentions and the EMA model.
 from .csp_layer import CSPLayer, CSPNeXtBlock, DarknetBottleneck  # noqa: E402
