@@ -16,3 +16,19 @@ from .base_detr import DetectionTransformer  # noqa: E402
 from .detr import DETR  # noqa: E402
 
 __all__ += ['DetectionTransformer', 'DETR']
+
+# Deformable DETR.
+from .deformable_detr import DeformableDETR  # noqa: E402
+
+__all__ += ['DeformableDETR']
+
+# Conditional DETR and DAB-DETR.
+from .conditional_detr import ConditionalDETR  # noqa: E402
+from .dab_detr import DABDETR  # noqa: E402
+
+__all__ += ['ConditionalDETR', 'DABDETR']
+
+# DINO.
+from .dino import DINO  # noqa: E402
+
+__all__ += ['DINO']

@@ -24,8 +24,17 @@ Positional encodings of feature maps are in ``layers/positional_encoding.py``. A
 layers file subclasses or composes the DETR layers and imports its helpers from ``utils``.
 """
 from .bricks import FFN, MultiheadAttention
+from .conditional_detr_layers import (ConditionalAttention, ConditionalDetrTransformerDecoder,
+                                      ConditionalDetrTransformerDecoderLayer)
+from .dab_detr_layers import (DABDetrTransformerDecoder, DABDetrTransformerDecoderLayer,
+                              DABDetrTransformerEncoder)
+from .deformable_detr_layers import (DeformableDetrTransformerDecoder,
+                                     DeformableDetrTransformerDecoderLayer,
+                                     DeformableDetrTransformerEncoder,
+                                     DeformableDetrTransformerEncoderLayer)
 from .detr_layers import (DetrTransformerDecoder, DetrTransformerDecoderLayer,
                           DetrTransformerEncoder, DetrTransformerEncoderLayer)
+from .dino_layers import CdnQueryGenerator, DinoTransformerDecoder
 from .ms_deform_attn import MultiScaleDeformableAttention, multi_scale_deformable_attn_pytorch
 from .patch_embed import AdaptivePadding, PatchEmbed, PatchMerging
 from .utils import MLP, coordinate_to_encoding, inverse_sigmoid, nchw_to_nlc, nlc_to_nchw
@@ -37,5 +46,14 @@ __all__ = [
     'nchw_to_nlc', 'nlc_to_nchw', 'AdaptivePadding', 'PatchEmbed', 'PatchMerging',
     # DETR
     'DetrTransformerEncoder', 'DetrTransformerEncoderLayer', 'DetrTransformerDecoder',
-    'DetrTransformerDecoderLayer'
+    'DetrTransformerDecoderLayer',
+    # Deformable DETR
+    'DeformableDetrTransformerEncoder', 'DeformableDetrTransformerEncoderLayer',
+    'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerDecoderLayer',
+    # DINO
+    'CdnQueryGenerator', 'DinoTransformerDecoder',
+    # Conditional DETR and DAB-DETR
+    'ConditionalAttention', 'ConditionalDetrTransformerDecoder',
+    'ConditionalDetrTransformerDecoderLayer', 'DABDetrTransformerEncoder',
+    'DABDetrTransformerDecoder', 'DABDetrTransformerDecoderLayer'
 ]
