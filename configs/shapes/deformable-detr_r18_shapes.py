@@ -12,8 +12,11 @@
 # strides 8 and 16 (32x32 and 16x16 maps of 256-px images) and the neck adds a stride-32
 # level: 3 feature levels instead of 4; a 128-d, 3+3-layer transformer without dropout;
 # 30 queries (at most 4 shapes per image); 3 classes; 256-px images without the multi-scale
-# crops; DETR's 2000-image training split. This recipe has not been trained to
-# convergence here: its mAP is not measured yet.
+# crops; DETR's 2000-image training split; 6 epochs with the lr dropped for the last one.
+#
+# Measured on the 2-core CPU machine: bbox mAP 0.660 (mAP@50 0.887) on the 100 validation
+# images after 6 epochs, 24 min for training and evaluation (DINO's shapes config reaches
+# 0.904 in 29 min, DETR's 0.249 after 20 epochs in 31 min, all from the same backbone).
 _base_ = '../deformable_detr/deformable-detr_r50_16xb2-50e_coco.py'
 
 shapes_backbone = 'work_dirs/faster-rcnn_r18_fpn_shapes/epoch_10.pth'
@@ -93,15 +96,15 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(optimizer=dict(lr=2e-4))
-max_epochs = 20
-train_cfg = dict(max_epochs=max_epochs, val_interval=4)
+max_epochs = 6
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[16],
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[5],
          gamma=0.1)
 ]
 default_hooks = dict(
     logger=dict(interval=20),
-    # every 4 epochs, plus the best by the first metric (coco/bbox_mAP)
-    checkpoint=dict(interval=4, max_keep_ckpts=2, save_best='auto'))
+    # the last epoch, plus the best by the first metric (coco/bbox_mAP)
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=2, save_best='auto'))
 auto_scale_lr = dict(base_batch_size=4)
 randomness = dict(seed=0)
