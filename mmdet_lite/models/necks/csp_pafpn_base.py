@@ -44,7 +44,8 @@ class CSPPAFPNBase(BaseModule):
     def __init__(self, in_channels: Sequence[int], out_channels: int, num_csp_blocks: int,
                  use_depthwise: bool, expand_ratio: float, use_cspnext_block: bool,
                  out_kernel_size: int, upsample_cfg: ConfigType, conv_cfg: OptConfigType,
-                 norm_cfg: ConfigType, act_cfg: ConfigType, init_cfg: OptMultiConfig) -> None:
+                 norm_cfg: ConfigType, act_cfg: ConfigType, init_cfg: OptMultiConfig,
+                 depthwise_out_convs: bool = False) -> None:
         super().__init__(init_cfg)
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -74,8 +75,10 @@ class CSPPAFPNBase(BaseModule):
             self.bottom_up_blocks.append(
                 CSPLayer(in_channels[idx] * 2, in_channels[idx + 1], **csp_kwargs))
 
+        # YOLOX's 1x1 output convs are always plain; RTMDet's 3x3 ones follow use_depthwise.
+        out_conv = conv if depthwise_out_convs else ConvModule
         self.out_convs = nn.ModuleList(
-            ConvModule(c, out_channels, out_kernel_size, padding=out_kernel_size // 2, **cfgs)
+            out_conv(c, out_channels, out_kernel_size, padding=out_kernel_size // 2, **cfgs)
             for c in in_channels)
 
     def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:

@@ -53,4 +53,4 @@ class CSPNeXtPAFPN(CSPPAFPNBase):
                          use_depthwise=use_depthwise, expand_ratio=expand_ratio,
                          use_cspnext_block=True, out_kernel_size=3, upsample_cfg=upsample_cfg,
                          conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg,
-                         init_cfg=init_cfg)
+                         init_cfg=init_cfg, depthwise_out_convs=use_depthwise)

@@ -29,9 +29,11 @@ def expected_keys(in_channels, out_channels, cspnext, num_blocks=1, expand_ratio
         keys.update(down(f'downsamples.{idx}', in_channels[idx], in_channels[idx], 3))
         keys.update(csp_layer(f'bottom_up_blocks.{idx}', in_channels[idx] * 2,
                               in_channels[idx + 1], **csp))
+    # YOLOX: plain 1x1 output convs; CSPNeXt: 3x3 ones, depthwise separable with the rest
     out_k = 3 if cspnext else 1
+    out_conv = dw_sep_bn if (cspnext and depthwise) else conv_bn
     for i, c in enumerate(in_channels):
-        keys.update(conv_bn(f'out_convs.{i}', c, out_channels, out_k))
+        keys.update(out_conv(f'out_convs.{i}', c, out_channels, out_k))
     return keys
 
 
@@ -73,7 +75,8 @@ def test_cspnext_keys_and_shapes(depthwise):
     assert shapes_of(neck) == expected_keys(IN_CHANNELS, 8, cspnext=True, depthwise=depthwise)
     outs = neck(inputs(batch=1, size=20))
     assert [tuple(o.shape) for o in outs] == [(1, 8, 20, 20), (1, 8, 10, 10), (1, 8, 5, 5)]
-    assert neck.out_convs[0].conv.padding == (1, 1)
+    out_conv = neck.out_convs[0].depthwise_conv if depthwise else neck.out_convs[0]
+    assert out_conv.conv.padding == (1, 1)
 
 
 def test_cspnext_expand_ratio_reaches_the_csp_layers():
