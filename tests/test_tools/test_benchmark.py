@@ -221,3 +221,54 @@ def test_measure_import_counts_only_what_the_package_adds():
     assert heaviest and all(not name.startswith('os') for name, _ in heaviest)
     with pytest.raises(ValueError, match='already imported'):
         measure_import('os.path', baseline=('os', ), repeat=1)
+
+
+RETINA_CFG = osp.join(ROOT, 'configs/shapes/retinanet_r18_fpn_shapes.py')
+
+
+def test_stages_mode_times_each_stage_and_the_whole_predict(capsys):
+    tool.main(['stages', RETINA_CFG, '--shape', '64', '64', '--repeat', '1', '--warmup', '0',
+               '--threads', '1', '--score-thr', '0.0'])
+    out = capsys.readouterr().out
+    assert '== mmdet_lite benchmark: inference stages ==' in out
+    rows = dict(re.findall(r'^(\w+)\s+([\d.]+)\s+[\d.]+\s+\d+%$', out, re.MULTILINE))
+    assert list(rows) == ['backbone', 'neck', 'head_forward', 'post_process', 'predict']
+    assert all(float(v) > 0 for v in rows.values())
+    # score_thr 0: every image keeps max_per_img detections (RetinaNet shapes: 100)
+    assert re.search(r'^detections   : 100$', out, re.MULTILINE), out
+
+
+def test_stages_match_predict_outputs():
+    """The post-process closure gives what predict gives: the split loses nothing."""
+    from mmdet_lite.analysis.stage_timing import single_stage_steps
+    cfg = Config.fromfile(RETINA_CFG)
+    model = tool._build_ours(cfg.model)
+    inputs, samples = tool._our_inputs(synthetic_gt(1, 1, (64, 64), 3), (64, 64), False)
+    steps = single_stage_steps(model, inputs, samples)
+    split = steps['post_process']()[0]
+    whole = steps['predict']()[0].pred_instances
+    assert torch.equal(split.bboxes, whole.bboxes)
+    assert torch.equal(split.scores, whole.scores)
+    assert torch.equal(split.labels, whole.labels)
+
+
+def test_stages_refuses_a_two_stage_detector():
+    from mmdet_lite.analysis.stage_timing import single_stage_steps
+    cfg = Config.fromfile(SHAPES_CFG)
+    model = tool._build_ours(cfg.model)
+    with pytest.raises(TypeError, match='single-stage detector with a bbox_head'):
+        single_stage_steps(model, torch.zeros(1, 3, 64, 64), [])
+
+
+@pytest.mark.slow
+def test_test_loop_mode_counts_every_val_image(tmp_path, capsys):
+    from helpers_tools import TINY_CONFIG, tiny_data_cfg_options
+    tool.main(['test_loop', TINY_CONFIG, '--threads', '1', '--cfg-options',
+               *tiny_data_cfg_options(tmp_path)])
+    out = capsys.readouterr().out
+    assert '== mmdet_lite benchmark: test loop ==' in out
+    assert re.search(r'^images       : 4$', out, re.MULTILINE), out  # the tiny val split
+    loop = re.search(r'^loop         : ([\d.]+) s, ([\d.]+) images/s', out, re.MULTILINE)
+    whole = re.search(r'^with metrics : ([\d.]+) s', out, re.MULTILINE)
+    assert loop and whole and float(whole.group(1)) >= float(loop.group(1))
+    assert 'coco/bbox_mAP' in out

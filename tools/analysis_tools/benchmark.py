@@ -4,6 +4,9 @@
     python tools/analysis_tools/benchmark.py model CONFIG [--shape H W] [--repeat R]
         [--warmup W] [--compare-torchvision {auto,fasterrcnn,maskrcnn,retinanet,none}]
         [--threads T]
+    python tools/analysis_tools/benchmark.py stages CONFIG [--checkpoint CKPT] [--shape H W]
+        [--repeat R] [--warmup W] [--threads T] [--score-thr S]
+    python tools/analysis_tools/benchmark.py test_loop CONFIG [--checkpoint CKPT] [--threads T]
     python tools/analysis_tools/benchmark.py imports [PACKAGE ...] [--repeat R]
     python tools/analysis_tools/benchmark.py deform_attn [--batch B ...] [--shape H W]
         [--queries Q] [--repeat R] [--warmup W] [--threads T] [--device D]
@@ -12,6 +15,17 @@
 the decoder's cross-attention (Q queries, box references) and the encoder's self-attention
 (every pixel of the 4 levels a query), forward under no_grad and forward + backward, with
 peak memory (CPU: RSS above the phase's start; CUDA: max_memory_allocated).
+
+``stages`` splits a single-stage detector's inference on one image (``predict`` mode,
+batch 1) into backbone, neck, head forward and post-processing (score filtering, top-k,
+decoding, NMS, rescaling), each timed on its own, plus the whole ``predict``. It keeps the
+config's ``test_cfg`` unless ``--score-thr`` is given; with random weights every prior
+scores about the prior probability of the classification bias, so the post-processing works
+on the most candidates the config allows (its worst case). ``--checkpoint`` loads trained
+weights instead.
+
+``test_loop`` runs the config's test loop as ``tools/test.py`` does (dataloader, model,
+evaluator) and reports images/s of the loop without and with the evaluation.
 
 ``imports`` measures what ``import PACKAGE`` costs beyond torch, torchvision, mmengine and
 mmcv.cnn (``python -X importtime`` in fresh interpreters, median) and lists the modules
@@ -282,6 +296,78 @@ def run_dataloader(args: argparse.Namespace) -> None:
     print(f'peak_rss_mb  : {peak_rss_mb():.0f} (main process)')
 
 
+# --------------------------------------------------------------------- single-stage detectors
+def _load_weights(model: nn.Module, checkpoint: str) -> None:
+    from mmdet_lite.engine.checkpoint import load_local_checkpoint  # weights-only
+    state = load_local_checkpoint(checkpoint, map_location='cpu')
+    model.load_state_dict(state.get('state_dict', state), strict=True)
+
+
+def run_stages(args: argparse.Namespace) -> None:
+    from mmdet_lite.analysis.stage_timing import format_stage_rows, single_stage_steps
+    h, w = args.shape
+    if h % SIZE_DIVISOR or w % SIZE_DIVISOR or h <= 0 or w <= 0:
+        raise ValueError(f'--shape: H and W must be positive multiples of {SIZE_DIVISOR}, '
+                         f'got {h} {w}')
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.cfg_options)
+    if args.score_thr is not None:
+        _set_score_thr(cfg.model, args.score_thr)
+    model = _build_ours(cfg.model)
+    if args.checkpoint:
+        _load_weights(model, args.checkpoint)
+    inputs, samples = _our_inputs(synthetic_gt(1, 1, (h, w), 1), (h, w), with_masks=False)
+    steps = single_stage_steps(model, inputs, samples)
+    load_before = load_average()
+    rows, results = [], {}
+    for name, fn in steps.items():
+        results[name] = measure(fn, name, 'mmdet_lite', args.repeat, args.warmup)
+        rows.append((name, results[name].median_ms, results[name].cpu_ms))
+    print('== mmdet_lite benchmark: inference stages ==')
+    print(f'config       : {args.config} ({cfg.model.type})')
+    print(f'weights      : {args.checkpoint or "random init"}')
+    print(f'machine      : {machine_summary(args.threads)}')
+    print(f'load average : {load_before} (start) / {load_average()} (end)')
+    print(f'input        : 1 x 3x{h}x{w}; repeat/warmup {args.repeat} / {args.warmup}')
+    print(f'test_cfg     : {dict(cfg.model.test_cfg)}')
+    print(f'detections   : {len(results["predict"].output[0].pred_instances)}')
+    print(format_stage_rows(rows))
+    parts = sum(ms for name, ms, _ in rows if name != 'predict')
+    print(f'sum of stages: {parts:.1f} ms (the rest of predict: data-sample packing)')
+
+
+def run_test_loop(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from mmdet_lite.analysis.stage_timing import time_test_loop
+    from mmdet_lite.apis.cli import build_runner
+    from mmdet_lite.utils import register_all_modules
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.cfg_options)
+    register_all_modules(init_default_scope=False)
+    with tempfile.TemporaryDirectory() as work_dir:
+        cfg.work_dir = work_dir
+        cfg.load_from = args.checkpoint
+        load_before = load_average()
+        runner = build_runner(cfg)
+        metrics, timer = time_test_loop(runner)
+    loop_s = timer.last_batch_end - timer.start
+    whole_s = timer.end - timer.start
+    print('== mmdet_lite benchmark: test loop ==')
+    print(f'config       : {args.config} ({cfg.model.type})')
+    print(f'weights      : {args.checkpoint or "random init"}')
+    print(f'machine      : {machine_summary(args.threads)}')
+    print(f'load average : {load_before} (start) / {load_average()} (end)')
+    print(f'dataloader   : batch_size {cfg.test_dataloader.get("batch_size")}, '
+          f'num_workers {cfg.test_dataloader.get("num_workers")}')
+    print(f'images       : {timer.num_images}')
+    print(f'loop         : {loop_s:.2f} s, {timer.num_images / loop_s:.1f} images/s '
+          '(data loading + model + post-processing)')
+    print(f'with metrics : {whole_s:.2f} s, {timer.num_images / whole_s:.1f} images/s')
+    print('metrics      : ' + ', '.join(f'{k} {v:.3f}' for k, v in metrics.items()
+                                        if isinstance(v, float)))
+
+
 def run_imports(args: argparse.Namespace) -> None:
     if args.repeat < 1:
         raise ValueError(f'--repeat must be >= 1, got {args.repeat}')
@@ -386,6 +472,25 @@ def parse_args(argv=None) -> argparse.Namespace:
                        'keep max_per_img detections (random weights score too low or '
                        'unevenly for the config value)')
     model.set_defaults(func=run_model)
+
+    stages = sub.add_parser('stages', help="single-stage detector's inference by stage")
+    add_common(stages)
+    stages.add_argument('--checkpoint', default=None, help='trained weights (default random)')
+    stages.add_argument('--shape', type=int, nargs=2, default=[640, 640], metavar=('H', 'W'))
+    stages.add_argument('--repeat', type=int, default=10, help='timed repeats (median shown)')
+    stages.add_argument('--warmup', type=int, default=2, help='untimed repeats first')
+    stages.add_argument('--threads', type=int, default=torch.get_num_threads(),
+                        help='torch.set_num_threads')
+    stages.add_argument('--score-thr', type=float, default=None,
+                        help="override the test score threshold (default: the config's)")
+    stages.set_defaults(func=run_stages)
+
+    loop = sub.add_parser('test_loop', help="images/s of the config's test loop")
+    add_common(loop)
+    loop.add_argument('--checkpoint', default=None, help='trained weights (default random)')
+    loop.add_argument('--threads', type=int, default=torch.get_num_threads(),
+                      help='torch.set_num_threads')
+    loop.set_defaults(func=run_test_loop)
 
     imports = sub.add_parser('imports', help='import time beyond torch/mmengine/mmcv.cnn')
     imports.add_argument('packages', nargs='*', default=['mmdet_lite.models',
