@@ -16,7 +16,8 @@ class PipelineSwitchHook(Hook):
     The switch happens once, before the first training epoch whose 0-based index is at
     least ``switch_epoch``, so a run resumed after that epoch switches at its first epoch.
     With persistent workers the loader's workers are restarted so they see the new
-    pipeline.
+    pipeline. The switch is logged at INFO level through ``runner.logger``, naming the
+    epoch (1-based, as the training log counts) and the new pipeline's transforms.
 
     Args:
         switch_epoch (int): 0-based epoch from which the new pipeline is used.
@@ -34,10 +35,16 @@ class PipelineSwitchHook(Hook):
         """Switch the pipeline at the first epoch >= ``switch_epoch``."""
         train_loader = runner.train_dataloader
         if runner.epoch >= self.switch_epoch and not self._has_switched:
-            runner.logger.info('Switch pipeline now!')
-            train_loader.dataset.pipeline = Compose([
+            pipeline = Compose([
                 TRANSFORMS.build(t) if isinstance(t, dict) else t
                 for t in self.switch_pipeline])
+            train_loader.dataset.pipeline = pipeline
+            # mmdetection logs only 'Switch pipeline now!'; keep that phrase for anyone
+            # searching logs for it, and say when and to what.
+            runner.logger.info(
+                f'Switch pipeline now! From epoch {runner.epoch + 1} '
+                f'(switch_epoch={self.switch_epoch}) the training pipeline is: '
+                + ' -> '.join(type(t).__name__ for t in pipeline.transforms))
             if drop_persistent_workers(train_loader):
                 self._restart_dataloader = True
             self._has_switched = True

@@ -18,7 +18,8 @@ class YOLOXModeSwitchHook(Hook):
     ``train_dataloader.dataset.update_skip_type_keys(skip_type_keys)`` (the dataset is a
     :class:`MultiImageMixDataset`) and sets ``bbox_head.use_l1 = True`` on the model, or
     on ``model.detector`` when the model wraps one. With persistent workers the loader's
-    workers are restarted so they see the change.
+    workers are restarted so they see the change. Both changes are logged at INFO level
+    through ``runner.logger``, naming the epoch (1-based, as the training log counts).
 
     Note the switch comes one epoch earlier than "the last ``num_last_epochs`` epochs": with
     ``max_epochs=300, num_last_epochs=15`` it happens before epoch index 284, so 16 epochs
@@ -44,13 +45,19 @@ class YOLOXModeSwitchHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         in_last_phase = runner.epoch + 1 >= runner.max_epochs - self.num_last_epochs
         if in_last_phase and not self._has_switched:
-            runner.logger.info('No mosaic and mixup aug now!')
+            # mmdetection's two messages start the lines; the rest says when and what.
+            epoch, epochs_left = runner.epoch + 1, runner.max_epochs - runner.epoch
             train_loader.dataset.update_skip_type_keys(self.skip_type_keys)
+            runner.logger.info(
+                f'No mosaic and mixup aug now! From epoch {epoch} (the last {epochs_left} '
+                f'of {runner.max_epochs} epochs) the training pipeline skips '
+                + ', '.join(self.skip_type_keys))
             if drop_persistent_workers(train_loader):
                 self._restart_dataloader = True
-            runner.logger.info('Add additional L1 loss now!')
             detector = model.detector if hasattr(model, 'detector') else model
             detector.bbox_head.use_l1 = True
+            runner.logger.info(
+                f'Add additional L1 loss now! From epoch {epoch} bbox_head.use_l1 = True')
             self._has_switched = True
         elif self._restart_dataloader:
             restore_initialized(train_loader)

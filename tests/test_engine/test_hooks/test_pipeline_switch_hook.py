@@ -1,10 +1,15 @@
-"""PipelineSwitchHook: the new pipeline from switch_epoch on, also with persistent workers."""
+"""PipelineSwitchHook: the new pipeline from switch_epoch on, also with persistent workers,
+logged at INFO level with the epoch and the new transforms."""
 import logging
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from mmcv.transforms import Compose
+from mmengine.model import BaseModel
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mmdet_lite.datasets.transforms import RandomFlip
@@ -74,3 +79,56 @@ def test_persistent_workers_see_the_new_pipeline():
     for epoch, expected in ((0, [0, 0]), (1, [3, 3]), (2, [3, 3])):
         hook.before_train_epoch(_runner(loader, epoch))
         assert list(loader) == expected, epoch
+
+
+def test_logs_the_epoch_and_the_new_pipeline_at_info(caplog):
+    hook = PipelineSwitchHook(switch_epoch=2, switch_pipeline=[
+        dict(type='RandomFlip', prob=1.0), dict(type='PackDetInputs')])
+    loader = DataLoader(RowDataset(), batch_size=None)
+    with caplog.at_level(logging.INFO, logger='pipeline_switch_test'):
+        hook.before_train_epoch(_runner(loader, 1))
+        assert caplog.records == []  # nothing before the switch
+        hook.before_train_epoch(_runner(loader, 2))
+        hook.before_train_epoch(_runner(loader, 3))  # once only
+    (record, ) = caplog.records
+    assert record.levelno == logging.INFO
+    # the epoch as the training log counts it (1-based): epoch index 2 is "Epoch(train) [3]"
+    assert record.getMessage() == ('Switch pipeline now! From epoch 3 (switch_epoch=2) the '
+                                   'training pipeline is: RandomFlip -> PackDetInputs')
+
+
+class PixelModel(BaseModel):
+    """Records the first pixels of each training batch; its loss is a dummy weight's."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.batches = []
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        self.batches.append(list(inputs))
+        return dict(loss=(self.weight - 1).pow(2).sum())
+
+
+def test_switch_happens_in_a_runner_and_is_in_its_log(tmp_path):
+    from mmengine.runner import Runner
+    model = PixelModel()
+    loader = DataLoader(RowDataset(), batch_size=2, collate_fn=lambda batch: dict(inputs=batch))
+    runner = Runner(
+        model=model, work_dir=str(tmp_path), train_dataloader=loader,
+        train_cfg=dict(by_epoch=True, max_epochs=3),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        default_hooks=dict(checkpoint=None),
+        custom_hooks=[dict(type='PipelineSwitchHook', switch_epoch=1, switch_pipeline=FLIP)],
+        default_scope='mmdet_lite', experiment_name=f'pipeline_switch_{tmp_path.name}')
+    runner.train()
+    assert model.batches == [[0, 0], [3, 3], [3, 3]]  # flipped from the 2nd epoch on
+    log = (Path(runner.log_dir) / f'{runner.timestamp}.log').read_text().splitlines()
+    (switch, ) = [i for i, line in enumerate(log) if 'Switch pipeline now!' in line]
+    assert log[switch].endswith(' - INFO - Switch pipeline now! From epoch 2 (switch_epoch=1) '
+                                'the training pipeline is: RandomFlip')
+    epoch_lines = [i for i, line in enumerate(log) if 'Epoch(train)' in line]
+    assert len(epoch_lines) == 3
+    # after epoch 1's log line, before epoch 2's
+    assert 'Epoch(train) [1]' in log[epoch_lines[0]] and epoch_lines[0] < switch
+    assert 'Epoch(train) [2]' in log[epoch_lines[1]] and switch < epoch_lines[1]
