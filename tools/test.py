@@ -16,6 +16,11 @@ Flags follow mmdetection's ``tools/test.py``:
   only the checkpoint has are always accepted (e.g. Mask R-CNN weights for Faster R-CNN).
 - ``--show`` / ``--show-dir DIR``: draw the predictions (score > 0.3) in a window, or save
   them under ``WORK_DIR/<timestamp>/DIR``; ``--wait-time S`` is the window's delay.
+- ``--tta``: test-time augmentation as mmdetection does it: the detector is wrapped in the
+  config's ``tta_model`` (e.g. ``DetTTAModel``, which merges the views' boxes with NMS) and
+  the test dataset runs the config's ``tta_pipeline``. A config without them gets, with a
+  warning, ``DetTTAModel`` (NMS IoU 0.5, 100 boxes per image) and the test pipeline with
+  its last step replaced by a ``TestTimeAug`` of flipped + unflipped views.
 - ``--cfg-options KEY=VALUE ...`` and ``--launcher`` as in ``tools/train.py``.
 
 The checkpoint is read with ``torch.load(weights_only=True)`` plus the allow-list of
@@ -54,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='override config entries; a key the config lacks is added')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation with the config\'s tta_model and '
+                        'tta_pipeline (defaults: flip TTA with DetTTAModel)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -73,6 +81,44 @@ def enable_drawing(cfg, show: bool, show_dir, wait_time: float) -> None:
     hooks.visualization.test_out_dir = show_dir
 
 
+def enable_tta(cfg) -> None:
+    """Wrap ``cfg.model`` in ``cfg.tta_model`` and test on ``cfg.tta_pipeline`` (``--tta``).
+
+    As mmdetection's ``tools/test.py``: a missing ``tta_model`` becomes ``DetTTAModel`` with
+    NMS at IoU 0.5 and 100 boxes per image; a missing ``tta_pipeline`` becomes the test
+    dataset's pipeline (of the innermost dataset of a wrapper) with its last step, the
+    packing, replaced by a ``TestTimeAug`` that packs a flipped and an unflipped view with
+    ``flip``/``flip_direction`` in the meta. Either default comes with a warning. The
+    pipeline is set on ``test_dataloader.dataset`` itself, wrapper or not, as there.
+    """
+    import warnings
+    from copy import deepcopy
+
+    from mmengine.config import ConfigDict
+    if 'tta_model' not in cfg:
+        warnings.warn('--tta: the config has no tta_model; using DetTTAModel with '
+                      'nms iou_threshold=0.5 and max_per_img=100')
+        cfg.tta_model = dict(type='DetTTAModel',
+                             tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
+                                          max_per_img=100))
+    if 'tta_pipeline' not in cfg:
+        warnings.warn('--tta: the config has no tta_pipeline; using the test pipeline with '
+                      'flipped and unflipped views')
+        dataset_cfg = cfg.test_dataloader.dataset
+        while 'dataset' in dataset_cfg:  # e.g. a ClassBalancedDataset around the real one
+            dataset_cfg = dataset_cfg['dataset']
+        cfg.tta_pipeline = deepcopy(dataset_cfg.pipeline)
+        pack_views = dict(type='PackDetInputs',
+                          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                     'scale_factor', 'flip', 'flip_direction'))
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+                        [pack_views]])
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
 @exit_on_user_error
 def main(argv=None) -> None:
     args = parse_args(argv)
@@ -88,6 +134,8 @@ def main(argv=None) -> None:
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_drawing(cfg, args.show, args.show_dir, args.wait_time)
+    if args.tta:
+        enable_tta(cfg)
 
     from mmdet_lite.utils import register_all_modules
     register_all_modules(init_default_scope=False)
@@ -96,8 +144,8 @@ def main(argv=None) -> None:
     if not args.allow_partial_load:
         from mmdet_lite.engine.weights_fit import WeightsFitCheckHook
         runner.register_hook(WeightsFitCheckHook(
-            args.checkpoint, hint='pass --allow-partial-load to test anyway (those weights stay randomly '
-            'initialised)'))
+            args.checkpoint, hint='pass --allow-partial-load to test anyway (those weights '
+            'stay randomly initialised)'))
     dump = None
     if args.out is not None:
         from mmdet_lite.evaluation.metrics.dump_results import AtomicDumpResults

@@ -135,12 +135,15 @@ class WeightsFitCheckHook(Hook):
         self.hint = hint
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        from mmengine.model import is_model_wrapper
+        from mmengine.model import BaseTTAModel, is_model_wrapper
         state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint,
                                                                        dict) else None
         if not isinstance(state, Mapping):
             raise ValueError(f'checkpoint {self.checkpoint} holds no state dict (expected a dict of '
                              "tensors or a dict with a 'state_dict' key)")
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if isinstance(model, BaseTTAModel):
+            # mmengine loads the checkpoint into the detector a TTA model wraps (--tta)
+            model = model.module
         check_weights_fit(model.state_dict(), state, self.checkpoint, allow_unexpected=True,
                           ignore_missing=HARMLESS_MISSING_SUFFIXES, hint=self.hint)
