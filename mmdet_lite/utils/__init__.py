@@ -5,6 +5,7 @@ mmdet_lite at module level. The one exception, by design, is :func:`register_all
 the registration entry point: it imports every package inside the function, when called,
 as mmdetection's ``mmdet.utils.register_all_modules`` does.
 """
+from .dist_utils import reduce_mean
 from .mmdet_alias import (MmdetAliasError, disable_mmdet_import_alias,
                           enable_mmdet_import_alias, mmdet_import_alias_enabled,
                           real_mmdet_installed)
@@ -16,5 +17,5 @@ __all__ = [
     'register_all_modules', 'enable_mmdet_import_alias', 'disable_mmdet_import_alias',
     'mmdet_import_alias_enabled', 'real_mmdet_installed', 'MmdetAliasError', 'ConfigType',
     'OptConfigType', 'MultiConfig', 'OptMultiConfig', 'InstanceList', 'OptInstanceList',
-    'RangeType'
+    'RangeType', 'reduce_mean'
 ]

@@ -26,3 +26,25 @@ from .conditional_detr_head import ConditionalDETRHead  # noqa: E402
 from .dab_detr_head import DABDETRHead  # noqa: E402
 
 __all__ += ['ConditionalDETRHead', 'DABDETRHead']
+
+# YOLOX head.
+from .yolox_head import YOLOXHead  # noqa: E402
+
+__all__ += ['YOLOXHead']
+
+# RTMDet heads. mmdetection defines RTMDetSepBNHead in rtmdet_head.py; here it has its own
+# file (rtmdet_head.py is long enough) and is also made an attribute of rtmdet_head, so
+# that mmdetection's import path ``...dense_heads.rtmdet_head.RTMDetSepBNHead`` works
+# (importing any submodule runs this package file first).
+from . import rtmdet_head as _rtmdet_head  # noqa: E402
+from .rtmdet_head import RTMDetHead  # noqa: E402
+from .rtmdet_sep_bn_head import RTMDetSepBNHead  # noqa: E402
+
+_rtmdet_head.RTMDetSepBNHead = RTMDetSepBNHead
+
+__all__ += ['RTMDetHead', 'RTMDetSepBNHead']
+
+# RTMDet-Ins heads (dynamic mask kernels; MaskFeatModule in layers/rtmdet_ins_layers.py).
+from .rtmdet_ins_head import RTMDetInsHead, RTMDetInsSepBNHead  # noqa: E402
+
+__all__ += ['RTMDetInsHead', 'RTMDetInsSepBNHead']

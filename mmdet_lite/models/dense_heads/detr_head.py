@@ -11,7 +11,6 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmengine.dist import all_reduce
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
@@ -19,7 +18,8 @@ from torch import Tensor, nn
 from mmdet_lite.registry import MODELS, TASK_UTILS
 from mmdet_lite.structures import SampleList
 from mmdet_lite.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh, get_box_tensor
-from mmdet_lite.utils import ConfigType, InstanceList, OptInstanceList, OptMultiConfig
+from mmdet_lite.utils import (ConfigType, InstanceList, OptInstanceList, OptMultiConfig,
+                              reduce_mean)
 from ..layers.transformer import FFN
 from ..utils import unpack_gt_instances
 
@@ -30,13 +30,6 @@ _DEFAULT_TRAIN_CFG = dict(assigner=dict(
     match_costs=[dict(type='ClassificationCost', weight=1.),
                  dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
                  dict(type='IoUCost', iou_mode='giou', weight=2.0)]))
-
-
-def _reduce_mean(value: Tensor) -> Tensor:
-    """Mean of ``value`` over distributed ranks (``value`` itself when not distributed)."""
-    value = value.clone()
-    all_reduce(value, op='mean')
-    return value
 
 
 @MODELS.register_module()
@@ -208,13 +201,13 @@ class DETRHead(BaseModule):
         # The no-object queries count bg_cls_weight each in the normalizer, as in DETR.
         cls_avg_factor = num_total_pos * 1.0 + num_total_neg * self.bg_cls_weight
         if self.sync_cls_avg_factor:
-            cls_avg_factor = _reduce_mean(cls_scores.new_tensor([cls_avg_factor])).item()
+            cls_avg_factor = reduce_mean(cls_scores.new_tensor([cls_avg_factor])).item()
         cls_avg_factor = max(cls_avg_factor, 1)
         loss_cls = self.loss_cls(cls_scores.reshape(-1, self.cls_out_channels), labels,
                                  label_weights, avg_factor=cls_avg_factor)
 
         # Box losses are averaged over the ground truths (of all ranks).
-        num_total_pos = _reduce_mean(loss_cls.new_tensor([num_total_pos]))
+        num_total_pos = reduce_mean(loss_cls.new_tensor([num_total_pos]))
         num_total_pos = torch.clamp(num_total_pos, min=1).item()
 
         factors = torch.cat([

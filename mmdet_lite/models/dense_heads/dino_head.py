@@ -22,11 +22,11 @@ from mmdet_lite.registry import MODELS
 from mmdet_lite.structures import SampleList
 from mmdet_lite.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_overlaps,
                                         bbox_xyxy_to_cxcywh, get_box_tensor)
-from mmdet_lite.utils import InstanceList, OptInstanceList
+from mmdet_lite.utils import InstanceList, OptInstanceList, reduce_mean
 from ..losses import QualityFocalLoss
 from ..utils import unpack_gt_instances
 from .deformable_detr_head import DeformableDETRHead
-from .detr_head import DETRHead, _reduce_mean
+from .detr_head import DETRHead
 
 
 @MODELS.register_module()
@@ -169,7 +169,7 @@ class DINOHead(DeformableDETRHead):
         cls_scores = dn_cls_scores.reshape(-1, self.cls_out_channels)
         cls_avg_factor = num_total_pos * 1.0 + num_total_neg * self.bg_cls_weight
         if self.sync_cls_avg_factor:
-            cls_avg_factor = _reduce_mean(cls_scores.new_tensor([cls_avg_factor])).item()
+            cls_avg_factor = reduce_mean(cls_scores.new_tensor([cls_avg_factor])).item()
         cls_avg_factor = max(cls_avg_factor, 1)
 
         if len(cls_scores) == 0:  # no ground truth in the batch: no denoising query
@@ -189,7 +189,7 @@ class DINOHead(DeformableDETRHead):
                                      avg_factor=cls_avg_factor)
 
         # Box losses are averaged over the positive queries (of all ranks).
-        num_total_pos = _reduce_mean(loss_cls.new_tensor([num_total_pos]))
+        num_total_pos = reduce_mean(loss_cls.new_tensor([num_total_pos]))
         num_total_pos = torch.clamp(num_total_pos, min=1).item()
 
         factors = torch.cat([

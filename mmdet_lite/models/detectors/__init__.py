@@ -32,3 +32,13 @@ __all__ += ['ConditionalDETR', 'DABDETR']
 from .dino import DINO  # noqa: E402
 
 __all__ += ['DINO']
+
+# YOLOX.
+from .yolox import YOLOX  # noqa: E402
+
+__all__ += ['YOLOX']
+
+# RTMDet.
+from .rtmdet import RTMDet  # noqa: E402
+
+__all__ += ['RTMDet']
