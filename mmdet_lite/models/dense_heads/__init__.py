@@ -45,6 +45,14 @@ _rtmdet_head.RTMDetSepBNHead = RTMDetSepBNHead
 __all__ += ['RTMDetHead', 'RTMDetSepBNHead']
 
 # RTMDet-Ins heads (dynamic mask kernels; MaskFeatModule in layers/rtmdet_ins_layers.py).
-from .rtmdet_ins_head import RTMDetInsHead, RTMDetInsSepBNHead  # noqa: E402
+# As for RTMDetSepBNHead above: mmdetection defines RTMDetInsSepBNHead in rtmdet_ins_head.py;
+# here it has its own file and is made an attribute (and a star-export) of rtmdet_ins_head,
+# so that ``...dense_heads.rtmdet_ins_head.RTMDetInsSepBNHead`` works without a cycle.
+from . import rtmdet_ins_head as _rtmdet_ins_head  # noqa: E402
+from .rtmdet_ins_head import RTMDetInsHead  # noqa: E402
+from .rtmdet_ins_sep_bn_head import RTMDetInsSepBNHead  # noqa: E402
+
+_rtmdet_ins_head.RTMDetInsSepBNHead = RTMDetInsSepBNHead
+_rtmdet_ins_head.__all__.append('RTMDetInsSepBNHead')
 
 __all__ += ['RTMDetInsHead', 'RTMDetInsSepBNHead']

@@ -272,11 +272,6 @@ class RTMDetHead(AnchorHead):
                      batch_gt_instances_ignore: OptInstanceList = None) -> dict:
         """Losses of the head outputs against the ground truth.
 
-        Both losses of each level are sums; they are divided by the total IoU of the positives
-        (averaged over ranks, at least 1): the classification loss by the sum of
-        ``assign_metrics``, the box loss by the sum of the positives' box weights (the same
-        IoUs).
-
         Args:
             cls_scores (list[Tensor]): Per level [B, num_classes, H_l, W_l].
             bbox_preds (list[Tensor]): Per level [B, 4, H_l, W_l] distances (see forward).
@@ -286,7 +281,41 @@ class RTMDetHead(AnchorHead):
                 assigner.
 
         Returns:
-            dict: ``loss_cls`` and ``loss_bbox``, each a list with one scalar per level.
+            dict: ``loss_cls`` and ``loss_bbox``, each a list with one scalar per level
+            (normalised as in :meth:`_bbox_losses_and_targets`).
+        """
+        losses, _ = self._bbox_losses_and_targets(cls_scores, bbox_preds, batch_gt_instances,
+                                                  batch_img_metas, batch_gt_instances_ignore)
+        return losses
+
+    def _bbox_losses_and_targets(
+            self,
+            cls_scores: List[Tensor],
+            bbox_preds: List[Tensor],
+            batch_gt_instances: InstanceList,
+            batch_img_metas: List[dict],
+            batch_gt_instances_ignore: OptInstanceList = None) -> Tuple[dict, list]:
+        """Assign, then the normalised classification and box losses, and the assignment.
+
+        The body of :meth:`loss_by_feat`, kept apart because RTMDet-Ins also needs the
+        positives it finds (their priors and assigned gts) for its mask loss.
+
+        Both losses of each level are sums; they are divided by the total IoU of the positives
+        (averaged over ranks, at least 1): the classification loss by the sum of
+        ``assign_metrics``, the box loss by the sum of the positives' box weights (the same
+        IoUs).
+
+        Args:
+            cls_scores, bbox_preds, batch_gt_instances, batch_img_metas,
+                batch_gt_instances_ignore: As in :meth:`loss_by_feat`.
+
+        Returns:
+            tuple:
+
+            - losses (dict): ``loss_cls`` and ``loss_bbox``, one scalar per level each.
+            - sampling_results (list[SamplingResult]): Per image; ``pos_inds`` index the
+              image's priors of all levels concatenated, with their ``pos_priors`` and
+              ``pos_assigned_gt_inds``.
         """
         featmap_sizes = [score.shape[-2:] for score in cls_scores]
         if len(featmap_sizes) != self.prior_generator.num_levels:
@@ -298,9 +327,10 @@ class RTMDetHead(AnchorHead):
         flatten_cls_scores, decoded_bboxes = self._flatten_and_decode(
             cls_scores, bbox_preds, anchor_list[0])
         (_, labels_list, label_weights_list, bbox_targets_list, assign_metrics_list,
-         _) = self.get_targets(flatten_cls_scores, torch.cat(decoded_bboxes, dim=1),
-                               anchor_list, valid_flag_list, batch_gt_instances,
-                               batch_img_metas, batch_gt_instances_ignore)
+         sampling_results) = self.get_targets(flatten_cls_scores,
+                                              torch.cat(decoded_bboxes, dim=1), anchor_list,
+                                              valid_flag_list, batch_gt_instances,
+                                              batch_img_metas, batch_gt_instances_ignore)
 
         losses_cls, losses_bbox, cls_avg_factors, bbox_avg_factors = [], [], [], []
         for level, stride in enumerate(self.prior_generator.strides):
@@ -314,8 +344,9 @@ class RTMDetHead(AnchorHead):
             bbox_avg_factors.append(bbox_avg)
         cls_avg_factor = reduce_mean(sum(cls_avg_factors)).clamp_(min=1).item()
         bbox_avg_factor = reduce_mean(sum(bbox_avg_factors)).clamp_(min=1).item()
-        return dict(loss_cls=[loss / cls_avg_factor for loss in losses_cls],
-                    loss_bbox=[loss / bbox_avg_factor for loss in losses_bbox])
+        losses = dict(loss_cls=[loss / cls_avg_factor for loss in losses_cls],
+                      loss_bbox=[loss / bbox_avg_factor for loss in losses_bbox])
+        return losses, sampling_results
 
     def get_targets(self,
                     cls_scores: Tensor,
@@ -460,4 +491,3 @@ class RTMDetHead(AnchorHead):
             for img_meta in batch_img_metas
         ]
         return anchor_list, valid_flag_list
-

@@ -11,15 +11,14 @@ stack run over the prototypes and its relative coordinates
     loss:    RTMDet's losses + loss_mask: Dice of the positives' masks at mask_loss_stride
     predict: RTMDet's boxes -> NMS -> masks of the kept boxes, upsampled, > mask_thr_binary
 
-:class:`RTMDetInsSepBNHead`, the COCO configs' head, gives every level its own towers.
+:class:`RTMDetInsSepBNHead`, the COCO configs' head, gives every level its own towers; it lives
+in ``rtmdet_ins_sep_bn_head.py`` and is importable from here, where mmdetection keeps it.
 """
 import copy
 from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmcv.cnn import is_norm
-from mmengine.model import bias_init_with_prob, constant_init, normal_init
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
@@ -34,7 +33,8 @@ from ..layers.transformer.utils import inverse_sigmoid
 from ..utils import batched_nms, filter_scores_and_topk, select_single_mlvl
 from .rtmdet_head import RTMDetHead, sigmoid_geometric_mean
 
-__all__ = ['RTMDetInsHead', 'RTMDetInsSepBNHead', 'MaskFeatModule']
+# RTMDetInsSepBNHead is added to this module by the package (see dense_heads/__init__.py).
+__all__ = ['RTMDetInsHead', 'MaskFeatModule']
 
 
 class RTMDetInsArgumentError(ValueError, AssertionError):
@@ -363,44 +363,21 @@ class RTMDetInsHead(RTMDetHead):
         Returns:
             dict: ``loss_cls`` and ``loss_bbox`` (one per level) and ``loss_mask``.
         """
-        featmap_sizes = [score.shape[-2:] for score in cls_scores]
-        if len(featmap_sizes) != self.prior_generator.num_levels:
-            raise RTMDetInsArgumentError(
-                f'expected {self.prior_generator.num_levels} levels of cls_scores, got '
-                f'{len(featmap_sizes)}')
-        device = cls_scores[0].device
-        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas,
-                                                        device=device)
-        flatten_cls_scores, decoded_bboxes = self._flatten_and_decode(
-            cls_scores, bbox_preds, anchor_list[0])
+        # mmdetection converts the gt masks in place; a converted copy gives the same numbers
+        # and leaves the data samples as they were.
+        batch_gt_instances = [
+            _with_tensor_masks(gt, cls_scores[0].device) for gt in batch_gt_instances
+        ]
+        losses, sampling_results_list = self._bbox_losses_and_targets(
+            cls_scores, bbox_preds, batch_gt_instances, batch_img_metas,
+            batch_gt_instances_ignore)
         flatten_kernels = torch.cat([
             kernel.permute(0, 2, 3, 1).reshape(len(batch_img_metas), -1, self.num_gen_params)
             for kernel in kernel_preds
         ], 1)  # [B, num_priors, num_gen_params]
-        # mmdetection converts the gt masks in place; a converted copy gives the same numbers
-        # and leaves the data samples as they were.
-        batch_gt_instances = [_with_tensor_masks(gt, device) for gt in batch_gt_instances]
-        (_, labels_list, label_weights_list, bbox_targets_list, assign_metrics_list,
-         sampling_results_list) = self.get_targets(
-             flatten_cls_scores, torch.cat(decoded_bboxes, 1), anchor_list, valid_flag_list,
-             batch_gt_instances, batch_img_metas, batch_gt_instances_ignore)
-
-        losses_cls, losses_bbox, cls_avg_factors, bbox_avg_factors = [], [], [], []
-        for level_inputs in zip(cls_scores, decoded_bboxes, labels_list, label_weights_list,
-                                bbox_targets_list, assign_metrics_list,
-                                self.prior_generator.strides):
-            loss_cls, loss_bbox, cls_avg, bbox_avg = self.loss_by_feat_single(*level_inputs)
-            losses_cls.append(loss_cls)
-            losses_bbox.append(loss_bbox)
-            cls_avg_factors.append(cls_avg)
-            bbox_avg_factors.append(bbox_avg)
-        cls_avg_factor = reduce_mean(sum(cls_avg_factors)).clamp_(min=1).item()
-        bbox_avg_factor = reduce_mean(sum(bbox_avg_factors)).clamp_(min=1).item()
-        loss_mask = self.loss_mask_by_feat(mask_feat, flatten_kernels, sampling_results_list,
-                                           batch_gt_instances)
-        return dict(loss_cls=[loss / cls_avg_factor for loss in losses_cls],
-                    loss_bbox=[loss / bbox_avg_factor for loss in losses_bbox],
-                    loss_mask=loss_mask)
+        losses['loss_mask'] = self.loss_mask_by_feat(mask_feat, flatten_kernels,
+                                                     sampling_results_list, batch_gt_instances)
+        return losses
 
 
 def _with_tensor_masks(gt_instances: InstanceData, device: torch.device) -> InstanceData:
@@ -411,98 +388,3 @@ def _with_tensor_masks(gt_instances: InstanceData, device: torch.device) -> Inst
     else:
         masks = torch.as_tensor(masks, device=device).bool()
     return gt_instances.new(**{**dict(gt_instances.items()), 'masks': masks})
-
-
-@MODELS.register_module()
-class RTMDetInsSepBNHead(RTMDetInsHead):
-    """RTMDet-Ins head with per-level towers and BatchNorms (the COCO configs' head).
-
-    Every level has its own ``cls_convs``, ``kernel_convs`` and 1x1 predictors; with
-    ``share_conv`` the classification convs (not their norms) are shared across levels.
-    Distances are ``relu(rtm_reg(x)) * stride`` (no ``Scale``); ``rtm_reg`` starts at bias 1.
-
-    mmdetection quirk, kept for its checkpoints: ``reg_convs[l]`` *is* ``cls_convs[l]``, so
-    the box branch runs the classification tower (the reg convs it builds are dropped) and the
-    state_dict lists the same tensors under both names.
-
-    Args:
-        num_classes (int): Number of object classes.
-        in_channels (int): Channels of each input level.
-        share_conv (bool): Share the tower convs across levels. Defaults to True.
-        with_objectness (bool): Add the objectness branch. Defaults to False.
-        norm_cfg (dict): Norm of the towers. Defaults to BN(requires_grad=True).
-        act_cfg (dict): Activation of the towers. Defaults to SiLU(inplace=True).
-        pred_kernel_size (int): Kernel size of the predictors. Defaults to 1.
-        **kwargs: :class:`RTMDetInsHead`'s.
-    """
-
-    def __init__(self,
-                 num_classes: int,
-                 in_channels: int,
-                 share_conv: bool = True,
-                 with_objectness: bool = False,
-                 norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
-                 act_cfg: ConfigType = dict(type='SiLU', inplace=True),
-                 pred_kernel_size: int = 1,
-                 **kwargs) -> None:
-        self.share_conv = share_conv
-        super().__init__(num_classes, in_channels, norm_cfg=norm_cfg, act_cfg=act_cfg,
-                         pred_kernel_size=pred_kernel_size, with_objectness=with_objectness,
-                         **kwargs)
-
-    def _init_layers(self) -> None:
-        """Per-level towers and predictors, then ``mask_head``."""
-        self.cls_convs = nn.ModuleList()
-        self.reg_convs = nn.ModuleList()
-        self.kernel_convs = nn.ModuleList()
-        self.rtm_cls = nn.ModuleList()
-        self.rtm_reg = nn.ModuleList()
-        self.rtm_kernel = nn.ModuleList()
-        self.rtm_obj = nn.ModuleList()
-        self._init_dynamic_params()
-        for _ in self.prior_generator.strides:
-            # Built in mmdetection's order (cls, reg, kernel at each depth), so that a seed
-            # gives the same construction-time weights.
-            cls_convs, kernel_convs = nn.ModuleList(), nn.ModuleList()
-            for i in range(self.stacked_convs):
-                channels = self.in_channels if i == 0 else self.feat_channels
-                cls_convs.append(self._tower_conv(channels))
-                self._tower_conv(channels)  # the dropped reg conv (see the class docstring)
-                kernel_convs.append(self._tower_conv(channels))
-            self.cls_convs.append(cls_convs)
-            self.reg_convs.append(cls_convs)
-            self.kernel_convs.append(kernel_convs)
-            self.rtm_cls.append(self._pred_conv(self.num_base_priors * self.cls_out_channels))
-            self.rtm_reg.append(self._pred_conv(self.num_base_priors * 4))
-            self.rtm_kernel.append(self._pred_conv(self.num_gen_params))
-            if self.with_objectness:
-                self.rtm_obj.append(self._pred_conv(1))
-        if self.share_conv:
-            for level_convs in self.cls_convs:
-                for i, conv_module in enumerate(level_convs):
-                    conv_module.conv = self.cls_convs[0][i].conv
-        self.mask_head = self._mask_feat_module()
-
-    def init_weights(self) -> None:
-        """Normal(0, 0.01) convs, unit norms; class (and objectness) biases for a 0.01 prior,
-        box biases 1; ``rtm_kernel`` keeps Normal(0, 0.01) with zero bias."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                normal_init(m, mean=0, std=0.01)
-            if is_norm(m):
-                constant_init(m, 1)
-        bias_cls = bias_init_with_prob(0.01)
-        for rtm_cls, rtm_reg in zip(self.rtm_cls, self.rtm_reg):
-            normal_init(rtm_cls, std=0.01, bias=bias_cls)
-            normal_init(rtm_reg, std=0.01, bias=1)
-        if self.with_objectness:
-            for rtm_obj in self.rtm_obj:
-                normal_init(rtm_obj, std=0.01, bias=bias_cls)
-
-    def _level_layers(self, level: int) -> tuple:
-        return (self.cls_convs[level], self.reg_convs[level], self.kernel_convs[level],
-                self.rtm_cls[level], self.rtm_reg[level], self.rtm_kernel[level],
-                self.rtm_obj[level] if self.with_objectness else None)
-
-    def _distances(self, reg_out: Tensor, level: int, stride: int) -> Tensor:
-        return F.relu(reg_out) * stride
