@@ -4,11 +4,13 @@ CSPNeXt (RTMDet).
 mmdetection 3.3 defines it in ``mmdet/models/backbones/csp_darknet.py``; it lives here, with
 the other shared layers, and the backbones import it from ``mmdet_lite.models.layers``.
 mmdetection 3.3 has no SPPF (sequential-pooling) variant; mmyolo's ``SPPFBottleneck`` is
-not part of it.
+not part of it. The module is mmdetection's (same arguments, keys, repr and outputs); only
+its forward computes the pyramid faster when it can (see ``SPPBottleneck.forward``).
 """
-from typing import Sequence
+from typing import List, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from torch import Tensor, nn
@@ -47,6 +49,7 @@ class SPPBottleneck(BaseModule):
         self.poolings = nn.ModuleList(
             nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2) for k in kernel_sizes)
         self.conv2 = ConvModule(mid_channels * (len(kernel_sizes) + 1), out_channels, 1, **cfgs)
+        self._chain_kernels = _chained_kernels(kernel_sizes)
 
     def forward(self, x: Tensor) -> Tensor:
         """Pool at several scales and fuse.
@@ -60,5 +63,39 @@ class SPPBottleneck(BaseModule):
         x = self.conv1(x)  # [B, C_in // 2, H, W]
         # As mmdetection: the concatenation runs with autocast off.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x = torch.cat([x] + [pool(x) for pool in self.poolings], dim=1)
+            if self._chain_kernels is not None and self._poolings_are_default():
+                # A stride-1 max pool of kernel a then one of kernel b is exactly one of
+                # kernel a + b - 1 (-inf padding), so 5, 9, 13 are three 5x5 pools in a
+                # row: the same values, at a fraction of the cost of the large windows.
+                pooled, branches = x, []
+                for k in self._chain_kernels:
+                    pooled = F.max_pool2d(pooled, k, stride=1, padding=k // 2)
+                    branches.append(pooled)
+            else:
+                branches = [pool(x) for pool in self.poolings]
+            x = torch.cat([x] + branches, dim=1)  # [B, C_in // 2 * (1 + #kernels), H, W]
         return self.conv2(x)
+
+    def _poolings_are_default(self) -> bool:
+        # The chained path stands in for the poolings built in __init__ only; a user who
+        # replaced them (other module, stride, dilation) gets their own modules run.
+        return all(
+            type(pool) is nn.MaxPool2d and pool.stride in (1, (1, 1)) and
+            pool.dilation in (1, (1, 1)) and not pool.ceil_mode and
+            pool.padding == pool.kernel_size // 2 for pool in self.poolings)
+
+
+def _chained_kernels(kernel_sizes: Sequence[int]) -> Optional[List[int]]:
+    """Kernels of successive stride-1 max pools whose outputs equal pools of
+    ``kernel_sizes``, or None when there are none (even or non-increasing sizes).
+
+    Pooling with kernel ``k_prev`` then ``k - k_prev + 1`` covers a window of ``k``; for
+    (5, 9, 13) that is (5, 5, 5).
+    """
+    chain, previous = [], 1
+    for k in kernel_sizes:
+        if not isinstance(k, int) or k % 2 == 0 or k <= previous:
+            return None
+        chain.append(k - previous + 1)
+        previous = k
+    return chain

@@ -38,3 +38,26 @@ def test_pooling_sizes_on_a_spike(kernel_sizes):
 def test_forward_shape_keeps_size():
     spp = SPPBottleneck(8, 6)
     assert spp(torch.rand(2, 8, 11, 7)).shape == (2, 6, 11, 7)
+
+
+@pytest.mark.parametrize('kernel_sizes', [(5, 9, 13), (3, 7), (5, 9, 9), (13, 9, 5), (3, 9)])
+def test_fast_pyramid_equals_the_parallel_pools(kernel_sizes):
+    """The chained pools (used for odd increasing kernels) give exactly the parallel ones,
+    borders included; other kernel lists run the modules themselves."""
+    torch.manual_seed(0)
+    spp = SPPBottleneck(6, 4, kernel_sizes=kernel_sizes)
+    spp.conv1 = nn.Identity()
+    spp.conv2 = nn.Identity()
+    x = torch.randn(2, 3, 13, 10)  # odd, non-square, smaller than the largest window
+    expected = torch.cat([x] + [nn.functional.max_pool2d(x, k, 1, k // 2)
+                                for k in kernel_sizes], dim=1)
+    assert torch.equal(spp(x), expected)
+
+
+def test_replaced_poolings_are_run_as_given():
+    spp = SPPBottleneck(4, 4, kernel_sizes=(5, 9))
+    spp.conv1 = nn.Identity()
+    spp.conv2 = nn.Identity()
+    spp.poolings[1] = nn.AvgPool2d(3, stride=1, padding=1)
+    x = torch.randn(1, 2, 8, 8)
+    assert torch.equal(spp(x)[:, 4:], spp.poolings[1](x))
