@@ -272,3 +272,30 @@ def test_test_loop_mode_counts_every_val_image(tmp_path, capsys):
     whole = re.search(r'^with metrics : ([\d.]+) s', out, re.MULTILINE)
     assert loop and whole and float(whole.group(1)) >= float(loop.group(1))
     assert 'coco/bbox_mAP' in out
+
+
+def test_stages_fused_channels_last_gives_the_same_detections():
+    """--fuse-conv-bn and --channels-last change speed, not results."""
+    from mmcv.cnn import fuse_conv_bn
+
+    from mmdet_lite.analysis.stage_timing import single_stage_steps
+    cfg = Config.fromfile(RETINA_CFG)
+    model = tool._build_ours(cfg.model).eval()
+    for m in model.modules():  # non-trivial BN statistics, so that folding them matters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    inputs, samples = tool._our_inputs(synthetic_gt(1, 1, (64, 64), 3), (64, 64), False)
+    plain = single_stage_steps(model, inputs, samples)['predict']()[0].pred_instances
+    fast = fuse_conv_bn(model).to(memory_format=torch.channels_last)
+    fast_in = inputs.contiguous(memory_format=torch.channels_last)
+    fused = single_stage_steps(fast, fast_in, samples)['predict']()[0].pred_instances
+    torch.testing.assert_close(fused.scores, plain.scores, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fused.bboxes, plain.bboxes, atol=1e-3, rtol=1e-4)
+
+
+def test_stages_mode_accepts_fuse_and_channels_last(capsys):
+    tool.main(['stages', RETINA_CFG, '--shape', '64', '64', '--repeat', '1', '--warmup', '0',
+               '--threads', '1', '--fuse-conv-bn', '--channels-last'])
+    out = capsys.readouterr().out
+    assert 'model        : fuse_conv_bn True, channels_last True' in out

@@ -1,4 +1,4 @@
-"""The RetinaNet and DETR shapes configs train and evaluate through tools/train.py.
+"""The RetinaNet, DETR and RTMDet shapes configs train and evaluate through tools/train.py.
 
 Each runs as shipped (model, schedule, pipeline) on 8 small training images for one epoch,
 with a validation pass; only the dataset size, batch size and workers are shrunk on the
@@ -94,3 +94,29 @@ def test_detr_shapes_config_fine_tunes_the_given_backbone(data_root, tmp_path):
     key = 'backbone.layer3.0.downsample.0.weight'
     delta = (detr[key] - pretrained[key]).abs().max()
     assert 0 < delta < 0.05 * pretrained[key].abs().max()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name, metrics, losses', [
+    ('rtmdet_tiny_shapes.py', ['coco/bbox_mAP'], {'loss_cls', 'loss_bbox'}),
+    ('rtmdet-ins_tiny_shapes.py', ['coco/bbox_mAP', 'coco/segm_mAP'],
+     {'loss_cls', 'loss_bbox', 'loss_mask'}),
+])
+def test_rtmdet_shapes_configs_switch_pipeline_and_keep_ema(name, metrics, losses, data_root,
+                                                           tmp_path):
+    """Two epochs with the pipeline switch moved to the end of the first: the switch is
+    logged, both epochs validate, and the checkpoints carry the EMA weights."""
+    config = SHAPES / name
+    options = _small_run_options(config, data_root) + [
+        'train_cfg.max_epochs=2', 'custom_hooks.1.switch_epoch=1',
+        'param_scheduler.1.begin=1', 'param_scheduler.1.end=2', 'param_scheduler.1.T_max=1']
+    train, val, proc = _train(config, tmp_path, options)
+    assert len(train) == 8 and losses <= set(train[0])
+    assert len(val) == 2 and all(0 <= v[m] <= 1 for v in val for m in metrics)
+    log = proc.stdout + proc.stderr
+    assert 'Switch pipeline now! From epoch 2 (switch_epoch=1)' in log
+    ckpt = load_local_checkpoint(str(tmp_path / 'epoch_2.pth'), 'cpu')
+    # EMAHook saves the averaged weights as the model's and the raw ones beside them
+    assert 'ema_state_dict' in ckpt
+    ema_keys = {k[len('module.'):] for k in ckpt['ema_state_dict'] if k.startswith('module.')}
+    assert ema_keys == set(ckpt['state_dict'])

@@ -5,7 +5,8 @@
         [--warmup W] [--compare-torchvision {auto,fasterrcnn,maskrcnn,retinanet,none}]
         [--threads T]
     python tools/analysis_tools/benchmark.py stages CONFIG [--checkpoint CKPT] [--shape H W]
-        [--repeat R] [--warmup W] [--threads T] [--score-thr S]
+        [--repeat R] [--warmup W] [--threads T] [--score-thr S] [--fuse-conv-bn]
+        [--channels-last]
     python tools/analysis_tools/benchmark.py test_loop CONFIG [--checkpoint CKPT] [--threads T]
     python tools/analysis_tools/benchmark.py imports [PACKAGE ...] [--repeat R]
     python tools/analysis_tools/benchmark.py deform_attn [--batch B ...] [--shape H W]
@@ -22,7 +23,9 @@ decoding, NMS, rescaling), each timed on its own, plus the whole ``predict``. It
 config's ``test_cfg`` unless ``--score-thr`` is given; with random weights every prior
 scores about the prior probability of the classification bias, so the post-processing works
 on the most candidates the config allows (its worst case). ``--checkpoint`` loads trained
-weights instead.
+weights instead. ``--fuse-conv-bn`` folds BatchNorm into the convs (mmcv's
+``fuse_conv_bn``, as mmdetection's benchmark offers) and ``--channels-last`` runs model and
+input in NHWC memory format, which oneDNN's CPU convolutions and pools prefer.
 
 ``test_loop`` runs the config's test loop as ``tools/test.py`` does (dataloader, model,
 evaluator) and reports images/s of the loop without and with the evaluation.
@@ -175,11 +178,27 @@ def _set_score_thr(model_cfg: ConfigDict, score_thr: float) -> None:
     (test_cfg.rcnn if 'rcnn' in test_cfg else test_cfg).score_thr = score_thr
 
 
+def _drop_pretrained(cfg: object) -> None:
+    """Remove every ``init_cfg=dict(type='Pretrained', ...)`` in place: the benchmarks time
+    randomly initialised models, and nothing may be downloaded."""
+    if isinstance(cfg, dict):
+        init_cfg = cfg.get('init_cfg')
+        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+            cfg['init_cfg'] = None
+        for value in cfg.values():
+            _drop_pretrained(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            _drop_pretrained(value)
+
+
 def _build_ours(model_cfg: ConfigDict) -> nn.Module:
     from mmdet_lite.registry import MODELS
     from mmdet_lite.utils import register_all_modules
     register_all_modules()
     torch.manual_seed(0)
+    model_cfg = model_cfg.copy()
+    _drop_pretrained(model_cfg)
     model = MODELS.build(model_cfg)
     # init_weights logs one INFO entry per parameter: keep the report readable.
     logger = MMLogger.get_current_instance()
@@ -317,6 +336,12 @@ def run_stages(args: argparse.Namespace) -> None:
     if args.checkpoint:
         _load_weights(model, args.checkpoint)
     inputs, samples = _our_inputs(synthetic_gt(1, 1, (h, w), 1), (h, w), with_masks=False)
+    if args.fuse_conv_bn:
+        from mmcv.cnn import fuse_conv_bn
+        model = fuse_conv_bn(model.eval())  # BN folded into the preceding conv
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
     steps = single_stage_steps(model, inputs, samples)
     load_before = load_average()
     rows, results = [], {}
@@ -329,6 +354,8 @@ def run_stages(args: argparse.Namespace) -> None:
     print(f'machine      : {machine_summary(args.threads)}')
     print(f'load average : {load_before} (start) / {load_average()} (end)')
     print(f'input        : 1 x 3x{h}x{w}; repeat/warmup {args.repeat} / {args.warmup}')
+    print(f'model        : fuse_conv_bn {args.fuse_conv_bn}, channels_last '
+          f'{args.channels_last}')
     print(f'test_cfg     : {dict(cfg.model.test_cfg)}')
     print(f'detections   : {len(results["predict"].output[0].pred_instances)}')
     print(format_stage_rows(rows))
@@ -483,6 +510,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='torch.set_num_threads')
     stages.add_argument('--score-thr', type=float, default=None,
                         help="override the test score threshold (default: the config's)")
+    stages.add_argument('--fuse-conv-bn', action='store_true',
+                        help='fold each BatchNorm into its conv first (inference only)')
+    stages.add_argument('--channels-last', action='store_true',
+                        help='run the model and input in channels_last memory format')
     stages.set_defaults(func=run_stages)
 
     loop = sub.add_parser('test_loop', help="images/s of the config's test loop")
