@@ -26,52 +26,12 @@ from mmdet_lite.utils import (ConfigType, InstanceList, MultiConfig, OptConfigTy
                               OptInstanceList, reduce_mean)
 from ..layers.transformer.utils import inverse_sigmoid
 from ..task_modules.prior_generators import anchor_inside_flags
-from ..utils import images_to_levels
+from ..utils import images_to_levels, sigmoid_geometric_mean, unmap
 from .anchor_head import AnchorHead
 
 
 class RTMDetHeadArgumentError(ValueError, AssertionError):
     """Head outputs that do not fit the head (mmdetection asserts on them)."""
-
-
-class _SigmoidGeometricMean(torch.autograd.Function):
-    """``sqrt(sigmoid(x) * sigmoid(y))`` with a hand-written backward.
-
-    Autograd through ``sqrt`` divides by ``z``, which underflows to 0 (inf / nan gradients)
-    when both logits are very negative; ``dz/dx = z * (1 - sigmoid(x)) / 2`` stays finite.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:
-        x_prob, y_prob = x.sigmoid(), y.sigmoid()
-        z = (x_prob * y_prob).sqrt()
-        ctx.save_for_backward(x_prob, y_prob, z)
-        return z
-
-    @staticmethod
-    def backward(ctx, grad_z: Tensor) -> Tuple[Tensor, Tensor]:
-        x_prob, y_prob, z = ctx.saved_tensors
-        return grad_z * z * (1 - x_prob) / 2, grad_z * z * (1 - y_prob) / 2
-
-
-def sigmoid_geometric_mean(x: Tensor, y: Tensor) -> Tensor:
-    """Geometric mean of two sigmoids, ``sqrt(sigmoid(x) * sigmoid(y))``, elementwise.
-
-    Args:
-        x (Tensor): Logits, any shape.
-        y (Tensor): Logits of the same shape as ``x``.
-
-    Returns:
-        Tensor: Probabilities, the shape of ``x``.
-    """
-    return _SigmoidGeometricMean.apply(x, y)
-
-
-def _unmap(data: Tensor, count: int, inside_flags: Tensor, fill: float = 0) -> Tensor:
-    """Scatter the rows ``data`` [N_in, ...] of the inside priors back to all ``count``."""
-    full = data.new_full((count, ) + tuple(data.shape[1:]), fill)
-    full[inside_flags.bool()] = data
-    return full
 
 
 @MODELS.register_module()
@@ -455,11 +415,11 @@ class RTMDetHead(AnchorHead):
 
         if unmap_outputs:
             num_total = flat_anchors.size(0)
-            anchors = _unmap(anchors, num_total, inside_flags)
-            labels = _unmap(labels, num_total, inside_flags, fill=self.num_classes)
-            label_weights = _unmap(label_weights, num_total, inside_flags)
-            bbox_targets = _unmap(bbox_targets, num_total, inside_flags)
-            assign_metrics = _unmap(assign_metrics, num_total, inside_flags)
+            anchors = unmap(anchors, num_total, inside_flags)
+            labels = unmap(labels, num_total, inside_flags, fill=self.num_classes)
+            label_weights = unmap(label_weights, num_total, inside_flags)
+            bbox_targets = unmap(bbox_targets, num_total, inside_flags)
+            assign_metrics = unmap(assign_metrics, num_total, inside_flags)
         return anchors, labels, label_weights, bbox_targets, assign_metrics, sampling_result
 
     def get_anchors(self,

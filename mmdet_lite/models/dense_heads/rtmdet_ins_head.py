@@ -30,8 +30,9 @@ from ..layers.rtmdet_ins_layers import (MaskFeatModule, dynamic_conv_param_nums,
                                         dynamic_mask_convs, mask_logits_to_image,
                                         relative_coordinates, split_dynamic_params)
 from ..layers.transformer.utils import inverse_sigmoid
-from ..utils import batched_nms, filter_scores_and_topk, select_single_mlvl
-from .rtmdet_head import RTMDetHead, sigmoid_geometric_mean
+from ..utils import (batched_nms, filter_scores_and_topk, select_single_mlvl,
+                     sigmoid_geometric_mean)
+from .rtmdet_head import RTMDetHead
 
 # RTMDetInsSepBNHead is added to this module by the package (see dense_heads/__init__.py).
 __all__ = ['RTMDetInsHead', 'MaskFeatModule']

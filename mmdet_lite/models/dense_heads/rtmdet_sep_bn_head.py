@@ -13,7 +13,8 @@ from torch import nn
 from mmdet_lite.registry import MODELS
 from mmdet_lite.utils import ConfigType
 from ..layers.transformer.utils import inverse_sigmoid
-from .rtmdet_head import RTMDetHead, sigmoid_geometric_mean
+from ..utils import sigmoid_geometric_mean
+from .rtmdet_head import RTMDetHead
 
 
 @MODELS.register_module()

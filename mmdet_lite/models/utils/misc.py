@@ -224,3 +224,53 @@ def batched_nms(boxes: Tensor,
     if max_num > 0:
         keep = keep[:max_num]
     return torch.cat([boxes[keep], scores[keep, None]], -1), keep
+
+
+class _SigmoidGeometricMean(torch.autograd.Function):
+    """``sqrt(sigmoid(x) * sigmoid(y))`` with a hand-written backward.
+
+    Autograd through ``sqrt`` divides by ``z``, which underflows to 0 (inf / nan gradients)
+    when both logits are very negative; ``dz/dx = z * (1 - sigmoid(x)) / 2`` stays finite.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:
+        x_prob, y_prob = x.sigmoid(), y.sigmoid()
+        z = (x_prob * y_prob).sqrt()
+        ctx.save_for_backward(x_prob, y_prob, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad_z: Tensor) -> Tuple[Tensor, Tensor]:
+        x_prob, y_prob, z = ctx.saved_tensors
+        return grad_z * z * (1 - x_prob) / 2, grad_z * z * (1 - y_prob) / 2
+
+
+def sigmoid_geometric_mean(x: Tensor, y: Tensor) -> Tensor:
+    """Geometric mean of two sigmoids, ``sqrt(sigmoid(x) * sigmoid(y))``, elementwise.
+
+    Args:
+        x (Tensor): Logits, any shape.
+        y (Tensor): Logits of the same shape as ``x``.
+
+    Returns:
+        Tensor: Probabilities, the shape of ``x``.
+    """
+    return _SigmoidGeometricMean.apply(x, y)
+
+
+def unmap(data: Tensor, count: int, inside_flags: Tensor, fill: float = 0) -> Tensor:
+    """Scatter the rows of the inside priors back among all ``count`` priors.
+
+    Args:
+        data (Tensor): Rows of the priors inside the image, [N_in, ...].
+        count (int): Number of all priors.
+        inside_flags (Tensor): Which priors are inside, [count] (bool or 0/1).
+        fill (float): Value of the rows of the other priors. Defaults to 0.
+
+    Returns:
+        Tensor: [count, ...].
+    """
+    full = data.new_full((count, ) + tuple(data.shape[1:]), fill)
+    full[inside_flags.bool()] = data
+    return full

@@ -11,7 +11,7 @@ from torchvision.ops import box_iou, generalized_box_iou_loss
 
 from mmdet_lite.models.dense_heads import RTMDetHead, RTMDetSepBNHead
 from mmdet_lite.models.dense_heads import rtmdet_head as rtmdet_head_module
-from mmdet_lite.models.dense_heads.rtmdet_head import sigmoid_geometric_mean
+from mmdet_lite.models.utils import sigmoid_geometric_mean
 from mmdet_lite.registry import MODELS
 from mmdet_lite.structures import DetDataSample
 
