@@ -63,10 +63,13 @@ class SPPBottleneck(BaseModule):
         x = self.conv1(x)  # [B, C_in // 2, H, W]
         # As mmdetection: the concatenation runs with autocast off.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            if self._chain_kernels is not None and self._poolings_are_default():
+            if (self._chain_kernels is not None and self._poolings_are_default()
+                    and not (torch.is_grad_enabled() and x.requires_grad)):
                 # A stride-1 max pool of kernel a then one of kernel b is exactly one of
                 # kernel a + b - 1 (-inf padding), so 5, 9, 13 are three 5x5 pools in a
                 # row: the same values, at a fraction of the cost of the large windows.
+                # Inference only: where a window holds tied maxima the chained backward
+                # routes the gradient to another of them than mmdetection's pools do.
                 pooled, branches = x, []
                 for k in self._chain_kernels:
                     pooled = F.max_pool2d(pooled, k, stride=1, padding=k // 2)

@@ -61,3 +61,21 @@ def test_replaced_poolings_are_run_as_given():
     spp.poolings[1] = nn.AvgPool2d(3, stride=1, padding=1)
     x = torch.randn(1, 2, 8, 8)
     assert torch.equal(spp(x)[:, 4:], spp.poolings[1](x))
+
+
+def test_training_gradients_are_the_parallel_pools_even_with_tied_maxima():
+    """With gradients on, the pools run as mmdetection's (the chained backward breaks ties
+    in a window differently); under no_grad the chained path gives the same values."""
+    spp = SPPBottleneck(4, 4)
+    spp.conv1 = nn.Identity()
+    spp.conv2 = nn.Identity()
+    x = (torch.rand(1, 2, 12, 12) > 0.5).float().requires_grad_()  # many tied maxima
+    weights = torch.rand(1, 8, 12, 12)
+    (spp(x) * weights).sum().backward()
+    ref_x = x.detach().clone().requires_grad_()
+    ref = torch.cat([ref_x] + [nn.functional.max_pool2d(ref_x, k, 1, k // 2)
+                               for k in (5, 9, 13)], dim=1)
+    (ref * weights).sum().backward()
+    assert torch.equal(x.grad, ref_x.grad)
+    with torch.no_grad():
+        assert torch.equal(spp(x), ref)
