@@ -6,6 +6,7 @@ single-stage detector's ``predict`` is ``backbone -> neck -> head forward -> pos
 closure per stage so that each can be timed on its own, and one for the whole ``predict`` to
 check that the parts add up.
 """
+import copy
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -58,6 +59,33 @@ def single_stage_steps(model: nn.Module, inputs: Tensor,
         *head_outs, batch_img_metas=metas, rescale=True))
     steps['predict'] = no_grad(lambda: model(inputs, data_samples, mode='predict'))
     return steps
+
+
+def fuse_conv_bn_untied(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm into the conv before it (mmcv's ``fuse_conv_bn``), in place,
+    after giving each shared conv its own copy.
+
+    Folding rewrites the conv's weights with its BN's statistics, so a conv shared by
+    several BNs (RTMDetSepBNHead's ``share_conv``: one conv per tower position for every
+    level, one BN per level) would take every level's statistics in turn and be wrong for
+    all but none of them. Untying first keeps each level's output as it was.
+
+    Args:
+        model (nn.Module): Any model, in eval mode (BN running statistics are folded).
+
+    Returns:
+        nn.Module: The same model object, fused.
+    """
+    from mmcv.cnn import fuse_conv_bn
+    seen = set()
+    for module in model.modules():
+        conv = getattr(module, 'conv', None)
+        if isinstance(conv, nn.Conv2d) and isinstance(getattr(module, 'bn', None),
+                                                      nn.modules.batchnorm._BatchNorm):
+            if id(conv) in seen:
+                module.conv = copy.deepcopy(conv)
+            seen.add(id(module.conv))
+    return fuse_conv_bn(model)
 
 
 class LoopTimer(Hook):

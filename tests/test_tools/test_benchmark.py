@@ -299,3 +299,31 @@ def test_stages_mode_accepts_fuse_and_channels_last(capsys):
                '--threads', '1', '--fuse-conv-bn', '--channels-last'])
     out = capsys.readouterr().out
     assert 'model        : fuse_conv_bn True, channels_last True' in out
+
+
+def test_fuse_conv_bn_untied_keeps_rtmdet_shared_conv_outputs():
+    """RTMDetSepBNHead shares each tower conv across levels with a BN per level: folding
+    needs a conv per BN. mmcv's fuse_conv_bn alone folds every level's BN into the one
+    shared conv and changes the outputs."""
+    import copy
+
+    from mmcv.cnn import fuse_conv_bn
+
+    from mmdet_lite.analysis.stage_timing import fuse_conv_bn_untied
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/shapes/rtmdet_tiny_shapes.py'))
+    model = tool._build_ours(cfg.model).eval()
+    torch.manual_seed(0)
+    for m in model.modules():  # BN and SyncBN (the RTMDet configs' norm)
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        plain = model._forward(x)
+        fused = fuse_conv_bn_untied(copy.deepcopy(model))._forward(x)
+        naive = fuse_conv_bn(copy.deepcopy(model))._forward(x)
+    for a, b in zip(sum(plain, ()), sum(fused, ())):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+    assert not all(torch.allclose(a, b, atol=1e-3)
+                   for a, b in zip(sum(plain, ()), sum(naive, ())))

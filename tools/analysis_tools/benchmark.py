@@ -5,8 +5,8 @@
         [--warmup W] [--compare-torchvision {auto,fasterrcnn,maskrcnn,retinanet,none}]
         [--threads T]
     python tools/analysis_tools/benchmark.py stages CONFIG [--checkpoint CKPT] [--shape H W]
-        [--repeat R] [--warmup W] [--threads T] [--score-thr S] [--fuse-conv-bn]
-        [--channels-last]
+        [--repeat R] [--warmup W] [--threads T] [--score-thr S] [--image IMG]
+        [--fuse-conv-bn] [--channels-last]
     python tools/analysis_tools/benchmark.py test_loop CONFIG [--checkpoint CKPT] [--threads T]
     python tools/analysis_tools/benchmark.py imports [PACKAGE ...] [--repeat R]
     python tools/analysis_tools/benchmark.py deform_attn [--batch B ...] [--shape H W]
@@ -23,7 +23,9 @@ decoding, NMS, rescaling), each timed on its own, plus the whole ``predict``. It
 config's ``test_cfg`` unless ``--score-thr`` is given; with random weights every prior
 scores about the prior probability of the classification bias, so the post-processing works
 on the most candidates the config allows (its worst case). ``--checkpoint`` loads trained
-weights instead. ``--fuse-conv-bn`` folds BatchNorm into the convs (mmcv's
+weights instead, and ``--image`` times them on a real image (resized and padded to
+``--shape``) rather than on random pixels, on which a trained model's post-processing sees
+many more low-score candidates than on real data. ``--fuse-conv-bn`` folds BatchNorm into the convs (mmcv's
 ``fuse_conv_bn``, as mmdetection's benchmark offers) and ``--channels-last`` runs model and
 input in NHWC memory format, which oneDNN's CPU convolutions and pools prefer.
 
@@ -322,6 +324,25 @@ def _load_weights(model: nn.Module, checkpoint: str) -> None:
     model.load_state_dict(state.get('state_dict', state), strict=True)
 
 
+def _image_inputs(model: nn.Module, image: str, img_shape: Tuple[int, int]):
+    """One real image resized (aspect kept) and padded to ``img_shape``, through the model's
+    data preprocessor: what ``predict`` sees for that image in a test loop."""
+    from mmcv.transforms import Compose
+
+    from mmdet_lite.registry import TRANSFORMS
+    h, w = img_shape
+    pipeline = Compose([TRANSFORMS.build(t) for t in (
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(w, h), keep_ratio=True),
+        dict(type='Pad', size=(w, h), pad_val=dict(img=(114, 114, 114))),
+        dict(type='PackDetInputs', meta_keys=('img_path', 'ori_shape', 'img_shape',
+                                              'scale_factor', 'pad_shape')))])
+    packed = pipeline(dict(img_path=image, img_id=0))
+    batch = model.data_preprocessor(dict(inputs=[packed['inputs']],
+                                         data_samples=[packed['data_samples']]), False)
+    return batch['inputs'], batch['data_samples']
+
+
 def run_stages(args: argparse.Namespace) -> None:
     from mmdet_lite.analysis.stage_timing import format_stage_rows, single_stage_steps
     h, w = args.shape
@@ -335,10 +356,13 @@ def run_stages(args: argparse.Namespace) -> None:
     model = _build_ours(cfg.model)
     if args.checkpoint:
         _load_weights(model, args.checkpoint)
-    inputs, samples = _our_inputs(synthetic_gt(1, 1, (h, w), 1), (h, w), with_masks=False)
+    if args.image:
+        inputs, samples = _image_inputs(model, args.image, (h, w))
+    else:
+        inputs, samples = _our_inputs(synthetic_gt(1, 1, (h, w), 1), (h, w), with_masks=False)
     if args.fuse_conv_bn:
-        from mmcv.cnn import fuse_conv_bn
-        model = fuse_conv_bn(model.eval())  # BN folded into the preceding conv
+        from mmdet_lite.analysis.stage_timing import fuse_conv_bn_untied
+        model = fuse_conv_bn_untied(model.eval())  # BN folded into the preceding conv
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -353,7 +377,8 @@ def run_stages(args: argparse.Namespace) -> None:
     print(f'weights      : {args.checkpoint or "random init"}')
     print(f'machine      : {machine_summary(args.threads)}')
     print(f'load average : {load_before} (start) / {load_average()} (end)')
-    print(f'input        : 1 x 3x{h}x{w}; repeat/warmup {args.repeat} / {args.warmup}')
+    print(f'input        : 1 x 3x{h}x{w} ({args.image or "random pixels"}); '
+          f'repeat/warmup {args.repeat} / {args.warmup}')
     print(f'model        : fuse_conv_bn {args.fuse_conv_bn}, channels_last '
           f'{args.channels_last}')
     print(f'test_cfg     : {dict(cfg.model.test_cfg)}')
@@ -510,6 +535,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='torch.set_num_threads')
     stages.add_argument('--score-thr', type=float, default=None,
                         help="override the test score threshold (default: the config's)")
+    stages.add_argument('--image', default=None,
+                        help='time on this image (resized and padded to --shape) instead of '
+                        'random pixels: post-processing depends on what the model finds')
     stages.add_argument('--fuse-conv-bn', action='store_true',
                         help='fold each BatchNorm into its conv first (inference only)')
     stages.add_argument('--channels-last', action='store_true',
