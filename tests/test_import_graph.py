@@ -173,6 +173,7 @@ HEAVY_OR_FOREIGN = ('mmdet_lite.datasets', 'mmdet_lite.evaluation', 'mmdet_lite.
                     'torchvision.models.detection')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('package', ['mmdet_lite.models.backbones', 'mmdet_lite.models'])
 def test_importing_models_loads_no_data_evaluation_drawing_or_analysis_module(package):
     """What the import costs beyond its stack comes from what it loads (torchvision itself

@@ -23,6 +23,7 @@ def test_registered_names_and_classes():
     assert issubclass(LVISV05Dataset, CocoDataset)
 
 
+@pytest.mark.slow
 def test_v1_data_list(v1_file):
     dataset = LVISV1Dataset(ann_file=v1_file, data_prefix=dict(img='data/coco/'),
                             pipeline=[])
@@ -42,6 +43,7 @@ def test_v1_data_list(v1_file):
     assert third['instances'] == []
 
 
+@pytest.mark.slow
 def test_classes_come_from_the_annotation_file(v1_file):
     dataset = LVISV1Dataset(ann_file=v1_file, pipeline=[])
     assert dataset.metainfo['classes'] == CLASSES
@@ -65,6 +67,7 @@ def test_metainfo_classes_select_by_name(v1_file):
         LVISV1Dataset(ann_file=v1_file, pipeline=[], metainfo=dict(classes=('kiwi',)))
 
 
+@pytest.mark.slow
 def test_filter_empty_gt(v1_file):
     dataset = LVISV1Dataset(ann_file=v1_file, pipeline=[], test_mode=False,
                             filter_cfg=dict(filter_empty_gt=True))

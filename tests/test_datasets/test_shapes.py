@@ -111,6 +111,7 @@ def test_dataset_generates_on_first_use(tmp_path):
     assert labels <= {0, 1, 2}
 
 
+@pytest.mark.slow
 def test_val_split_from_config_and_filter_in_train_mode(tmp_path):
     val = DATASETS.build(dict(
         type='ShapesDataset', data_root=str(tmp_path), test_mode=True,
@@ -123,6 +124,7 @@ def test_val_split_from_config_and_filter_in_train_mode(tmp_path):
     assert len(train) == 11  # the empty image is filtered out in train mode
 
 
+@pytest.mark.slow
 def test_existing_set_is_reused_not_regenerated(tmp_path):
     ShapesDataset(data_root=str(tmp_path), **SMALL)
     ann_file = tmp_path / 'annotations' / 'instances_train.json'
@@ -137,6 +139,7 @@ def test_existing_set_is_reused_not_regenerated(tmp_path):
     assert (ann_file.stat().st_mtime_ns, image.stat().st_mtime_ns) == stamps
 
 
+@pytest.mark.slow
 def test_reuse_with_other_parameters_warns(tmp_path):
     ShapesDataset(data_root=str(tmp_path), **SMALL)
     with pytest.warns(UserWarning, match='num_images: stored 12, requested 13'):

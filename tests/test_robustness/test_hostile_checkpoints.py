@@ -60,6 +60,7 @@ def _assert_refused(proc: subprocess.CompletedProcess, checkpoint: Path, marker:
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_file_planted_in_the_work_dir(tmp_path, hostile):
     """The reported attack: a crafted epoch_3.pth dropped into a shared work dir."""
     checkpoint, marker = hostile
@@ -77,6 +78,7 @@ def test_resume_refuses_a_file_planted_in_the_work_dir(tmp_path, hostile):
     assert not any(name.endswith('.pth') for name in set(after) - set(before))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('how', ['resume_path', 'load_from', 'pretrained_init_cfg'])
 def test_train_refuses_it_from_every_option(call_tool, tmp_path, hostile, how):
     checkpoint, marker = hostile

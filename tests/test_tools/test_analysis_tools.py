@@ -117,6 +117,7 @@ def test_cal_train_time_skips_each_epochs_first_iteration(json_log, capsys):
 
 # ---------------------------------------------------------------- browse_dataset
 
+@pytest.mark.slow
 def test_browse_dataset_saves_every_training_sample(tmp_path):
     out_dir = tmp_path / 'browse'
     browse_dataset.main([TINY_CONFIG, '--output-dir', str(out_dir), '--not-show',
@@ -141,6 +142,7 @@ def test_browse_dataset_refuses_to_draw_nowhere(capsys):
 
 # ---------------------------------------------------------------- get_flops
 
+@pytest.mark.slow
 def test_get_flops_prints_flops_and_params(capsys):
     get_flops.main([TINY_CONFIG, '--shape', '64', '96'])
     out = capsys.readouterr().out
@@ -150,6 +152,7 @@ def test_get_flops_prints_flops_and_params(capsys):
     assert '| module' in out and 'backbone' in out  # the per-module table
 
 
+@pytest.mark.slow
 def test_params_count_every_model_parameter():
     from mmdet_lite.apis import init_detector
     model = init_detector(TINY_CONFIG)
@@ -161,6 +164,7 @@ def test_params_count_every_model_parameter():
 
 # ---------------------------------------------------------------- shape_trace
 
+@pytest.mark.slow
 def test_shape_trace_gives_resnet50_shapes_for_a_768_input(capsys):
     shape_trace.main([FASTER_RCNN_R50, '--shape', '768', '768', '--batch', '1',
                       '--backbone-only', '--depth', '2'])

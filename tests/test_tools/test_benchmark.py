@@ -70,6 +70,7 @@ def test_model_mode_without_torchvision_reports_our_phases(capsys):
     assert 'ratio' not in out
 
 
+@pytest.mark.slow
 def test_model_mode_compares_faster_rcnn_with_torchvision(capsys):
     tool.main(['model', SHAPES_CFG, *TINY])  # auto: FasterRCNN -> fasterrcnn
     out = capsys.readouterr().out
@@ -175,6 +176,7 @@ def test_measure_runs_warmup_untimed_then_repeats():
         measure(lambda: None, 'inference', 'm', repeat=0, warmup=0)
 
 
+@pytest.mark.slow
 def test_copied_weights_give_torchvision_our_features_and_scores():
     model_cfg = Config.fromfile(MASK_CFG).model
     model_cfg.roi_head.bbox_head.num_classes = 3

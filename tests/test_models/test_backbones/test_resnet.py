@@ -221,6 +221,7 @@ def _randomize_bn_stats(model):
         m.bias.data.uniform_(-0.1, 0.1)
 
 
+@pytest.mark.slow
 def test_pretrained_torchvision_state_dict_matches_torchvision_layer4(tmp_path):
     tv = torchvision.models.resnet50(weights=None)
     _randomize_bn_stats(tv)

@@ -128,6 +128,7 @@ def test_anchor_generator_extractors_and_preprocessor_hold_no_weights(mask_rcnn)
     assert not any('prior_generator' in k or 'anchor' in k for k in mask_rcnn.state_dict())
 
 
+@pytest.mark.slow
 def test_mmdet_style_checkpoint_loads_strictly_and_predicts_the_same(mask_rcnn, tmp_path):
     source = mask_rcnn.eval()
     torch.save({'meta': {'mmdet_version': '3.3.0', 'epoch': 12},

@@ -135,6 +135,7 @@ def test_tensor_loss_and_predict_modes():
     assert len(pred.bboxes) <= 300
 
 
+@pytest.mark.slow
 def test_overfits_one_image():
     """30 AdamW steps on one 64x64 image with one box.
 

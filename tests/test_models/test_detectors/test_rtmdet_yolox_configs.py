@@ -48,7 +48,7 @@ YOLOX_SIZES = {
     'l': (1.0, 1.0, [256, 512, 1024], 256, 3),
     'x': (1.33, 1.25, [320, 640, 1280], 320, 4),
 }
-LARGE = ('l', 'x')  # seconds to build: slow
+LARGE = ('m', 'l', 'x')  # about a second or more to build: slow
 PRETRAINED = 'https://download.openmmlab.com/mmdetection/v3.0/rtmdet/cspnext_rsb_pretrain/'
 
 

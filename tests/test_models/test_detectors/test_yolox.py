@@ -177,6 +177,7 @@ def test_mode_switch_hook_adds_the_l1_loss_to_the_detector_losses():
 # ----------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_tiny_yolox_overfits_one_image():
     model = build(tiny_yolox_cfg(batch_augments=False))
     model.bbox_head.use_l1 = True  # as after YOLOXModeSwitchHook: all four terms train
