@@ -116,8 +116,73 @@ class _DeformConvWeights(nn.Module):
                 f'bias={self.bias is not None}')
 
 
+class DeformConv2d(_DeformConvWeights):
+    """Deformable convolution v1 whose sampling offsets are computed elsewhere.
+
+    Stands in for mmcv's ``mmcv.ops.DeformConv2d`` (VFNet's star-shaped convs use it): the
+    same constructor arguments and a single parameter ``weight`` [C_out, C_in / groups, kh,
+    kw] (no bias, no offset conv); :class:`DeformConv2dPack` adds the offset predictor.
+
+    Args:
+        in_channels (int): Input channels C_in.
+        out_channels (int): Output channels C_out.
+        kernel_size (int | tuple[int, int]): Kernel size (kh, kw).
+        stride (int | tuple[int, int]): Stride. Defaults to 1.
+        padding (int | tuple[int, int]): Zero padding. Defaults to 0.
+        dilation (int | tuple[int, int]): Dilation. Defaults to 1.
+        groups (int): Groups of the convolution. Defaults to 1.
+        deform_groups (int): Channel groups with separate offsets. Defaults to 1.
+        bias (bool): Must be False (mmcv's DCN v1 has no bias). Defaults to False.
+        im2col_step (int): Accepted for mmcv config compatibility; unused.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair,
+                 stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+                 groups: int = 1, deform_groups: int = 1, bias: bool = False,
+                 im2col_step: int = 32) -> None:
+        if bias:
+            raise DCNArgumentError(f'{type(self).__name__} (DCN v1) does not support '
+                                   'bias=True, as in mmcv; use DCNv2 for a biased '
+                                   'deformable conv.')
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, deform_groups, bias=False)
+        self.im2col_step = im2col_step
+
+    def _reset_main_weights(self) -> None:
+        # mmcv's DeformConv2d (v1): Kaiming-uniform for a ReLU, bound sqrt(6 / fan_in); DCNv2
+        # keeps the +-1/sqrt(fan_in) uniform of the base. No init_weights method, as mmcv's
+        # layer, so a parent's init_weights leaves the main weights alone.
+        nn.init.kaiming_uniform_(self.weight, nonlinearity='relu')
+
+    def forward(self, x: Tensor, offset: Tensor) -> Tensor:
+        """Sample ``x`` at the kernel grid plus ``offset`` and convolve.
+
+        Args:
+            x (Tensor): Input [B, C_in, H, W].
+            offset (Tensor): [B, 2 * deform_groups * kh * kw, H_out, W_out]; for deform group
+                g and kernel tap k (row-major), channels ``2 * (g * kh * kw + k)`` and ``+ 1``
+                are (dy, dx) in input pixels.
+
+        Returns:
+            Tensor: [B, C_out, H_out, W_out] (H_out, W_out as nn.Conv2d).
+        """
+        return self._deform(x, offset, mask=None)
+
+    def __repr__(self) -> str:
+        # mmcv's format, one argument per line (the Pack subclass prints the same).
+        return (f'{type(self).__name__}(in_channels={self.in_channels},\n'
+                f'out_channels={self.out_channels},\n'
+                f'kernel_size={self.kernel_size},\n'
+                f'stride={self.stride},\n'
+                f'padding={self.padding},\n'
+                f'dilation={self.dilation},\n'
+                f'groups={self.groups},\n'
+                f'deform_groups={self.deform_groups},\n'
+                'bias=False)')
+
+
 @MODELS.register_module('DCN')
-class DeformConv2dPack(_DeformConvWeights):
+class DeformConv2dPack(DeformConv2d):
     """Deformable convolution v1 (`Dai et al. 2017 <https://arxiv.org/abs/1703.06211>`_).
 
     Every kernel tap samples the input at its grid position plus a learned (dy, dx), predicted
@@ -140,11 +205,8 @@ class DeformConv2dPack(_DeformConvWeights):
                  stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
                  groups: int = 1, deform_groups: int = 1, bias: bool = False,
                  im2col_step: int = 32) -> None:
-        if bias:
-            raise DCNArgumentError('DeformConv2dPack (DCN) does not support bias=True, as in '
-                                   'mmcv; use DCNv2 for a biased deformable conv.')
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, deform_groups, bias=False)
+                         groups, deform_groups, bias, im2col_step)
         self.conv_offset = self._make_offset_conv(values_per_position=2)
         self.init_offset()
 

@@ -163,3 +163,19 @@ def test_dcn_with_conv_cfg_is_an_error():
     with pytest.raises(ValueError, match='conv_cfg must be None when dcn is set'):
         ResNet(50, conv_cfg=dict(type='Conv2d'), dcn=dict(type='DCN'),
                stage_with_dcn=(True, True, True, True))
+
+
+def test_dcn_v1_main_weights_are_mmcvs_kaiming_uniform():
+    # mmcv's DeformConv2d.reset_parameters: kaiming_uniform_(nonlinearity='relu'), i.e.
+    # U(-b, b) with b = sqrt(6 / fan_in); DCNv2 keeps U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    torch.manual_seed(0)
+    dcn = DeformConv2dPack(64, 64, 3, padding=1)
+    fan_in = 64 * 9
+    bound = (6 / fan_in) ** 0.5
+    w = dcn.weight.detach()
+    assert w.abs().max() <= bound
+    assert w.abs().max() > 0.95 * bound  # 36864 draws reach the edge of the wider range
+    assert abs(w.std().item() - bound / 3 ** 0.5) < 0.02 * bound
+    dcnv2 = ModulatedDeformConv2dPack(64, 64, 3, padding=1)
+    assert dcnv2.weight.abs().max() <= 1 / fan_in ** 0.5
+    assert repr(dcn).startswith('DeformConv2dPack(in_channels=64,\nout_channels=64,\n')
