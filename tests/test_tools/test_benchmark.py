@@ -12,6 +12,8 @@ import torch
 from mmengine.config import Config
 
 from mmdet_lite.analysis.benchmark import PhaseResult, box_masks, measure, synthetic_gt
+from mmdet_lite.analysis.benchmark_modes.random_detector import (build_random_detector,
+                                                                 detector_inputs)
 from mmdet_lite.analysis.torchvision_baselines import TORCHVISION_BASELINES, rcnn_kwargs
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -181,7 +183,7 @@ def test_copied_weights_give_torchvision_our_features_and_scores():
     model_cfg = Config.fromfile(MASK_CFG).model
     model_cfg.roi_head.bbox_head.num_classes = 3
     model_cfg.roi_head.mask_head.num_classes = 3
-    ours = tool._build_ours(model_cfg).eval()
+    ours = build_random_detector(model_cfg).eval()
     baseline = TORCHVISION_BASELINES['maskrcnn']
     tv_model = baseline.build(model_cfg, (64, 64)).eval()
     assert baseline.copy_weights(ours, tv_model) is None
@@ -244,8 +246,8 @@ def test_stages_match_predict_outputs():
     """The post-process closure gives what predict gives: the split loses nothing."""
     from mmdet_lite.analysis.stage_timing import single_stage_steps
     cfg = Config.fromfile(RETINA_CFG)
-    model = tool._build_ours(cfg.model)
-    inputs, samples = tool._our_inputs(synthetic_gt(1, 1, (64, 64), 3), (64, 64), False)
+    model = build_random_detector(cfg.model)
+    inputs, samples = detector_inputs(synthetic_gt(1, 1, (64, 64), 3), (64, 64), False)
     steps = single_stage_steps(model, inputs, samples)
     split = steps['post_process']()[0]
     whole = steps['predict']()[0].pred_instances
@@ -257,7 +259,7 @@ def test_stages_match_predict_outputs():
 def test_stages_refuses_a_two_stage_detector():
     from mmdet_lite.analysis.stage_timing import single_stage_steps
     cfg = Config.fromfile(SHAPES_CFG)
-    model = tool._build_ours(cfg.model)
+    model = build_random_detector(cfg.model)
     with pytest.raises(TypeError, match='single-stage detector with a bbox_head'):
         single_stage_steps(model, torch.zeros(1, 3, 64, 64), [])
 
@@ -282,12 +284,12 @@ def test_stages_fused_channels_last_gives_the_same_detections():
 
     from mmdet_lite.analysis.stage_timing import single_stage_steps
     cfg = Config.fromfile(RETINA_CFG)
-    model = tool._build_ours(cfg.model).eval()
+    model = build_random_detector(cfg.model).eval()
     for m in model.modules():  # non-trivial BN statistics, so that folding them matters
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    inputs, samples = tool._our_inputs(synthetic_gt(1, 1, (64, 64), 3), (64, 64), False)
+    inputs, samples = detector_inputs(synthetic_gt(1, 1, (64, 64), 3), (64, 64), False)
     plain = single_stage_steps(model, inputs, samples)['predict']()[0].pred_instances
     fast = fuse_conv_bn(model).to(memory_format=torch.channels_last)
     fast_in = inputs.contiguous(memory_format=torch.channels_last)
@@ -313,7 +315,7 @@ def test_fuse_conv_bn_untied_keeps_rtmdet_shared_conv_outputs():
 
     from mmdet_lite.analysis.stage_timing import fuse_conv_bn_untied
     cfg = Config.fromfile(osp.join(ROOT, 'configs/shapes/rtmdet_tiny_shapes.py'))
-    model = tool._build_ours(cfg.model).eval()
+    model = build_random_detector(cfg.model).eval()
     torch.manual_seed(0)
     for m in model.modules():  # BN and SyncBN (the RTMDet configs' norm)
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):

@@ -1,0 +1,158 @@
+"""``benchmark.py model``: one detector's inference and training step against torchvision's.
+
+For randomly initialised weights it times (a) inference on one image (``predict`` mode,
+under ``torch.no_grad``) and (b) one training step on two images (forward 'loss',
+backward, SGD step), then the same for the torchvision counterpart built with matching
+settings and our weights (see ``mmdet_lite/analysis/torchvision_baselines.py``), and prints
+medians and the ratios mmdet_lite / torchvision. What is and is not included is described
+in docs/benchmark.md. To compare a new detector, add one entry to ``TORCHVISION_BASELINES``.
+"""
+import argparse
+from typing import List, Tuple
+
+import torch
+from torch import nn
+
+from mmdet_lite.apis.cli import load_config
+
+from ..benchmark import (PhaseResult, box_masks, format_results, load_average,
+                         machine_summary, measure, synthetic_gt)
+from ..torchvision_baselines import TORCHVISION_BASELINES, Baseline
+from .random_detector import (build_random_detector, check_padded_shape, count_params,
+                              detector_inputs, num_classes, predict_step, set_score_thr)
+
+TRAIN_BATCH = 2
+SGD = dict(lr=1e-4, momentum=0.9, weight_decay=1e-4)  # small lr: repeats must not diverge
+
+
+def _tv_inputs(gt: list, img_shape: Tuple[int, int], baseline: Baseline):
+    """Images in [0, 1] (torchvision normalises them itself) and target dicts."""
+    gen = torch.Generator().manual_seed(1)
+    images, targets = [], []
+    for bboxes, labels in gt:
+        images.append(torch.rand(3, *img_shape, generator=gen))
+        target = dict(boxes=bboxes.clone(), labels=labels + baseline.label_offset)
+        if baseline.with_masks:
+            target['masks'] = torch.from_numpy(box_masks(bboxes, img_shape))
+        targets.append(target)
+    return images, targets
+
+
+def _sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], **SGD)
+
+
+def _our_steps(model: nn.Module, img_shape, gt_one: list, gt_train: list, with_masks: bool):
+    """Inference and train-step closures of our model (data preprocessor skipped)."""
+    infer_inputs, infer_samples = detector_inputs(gt_one, img_shape, with_masks=False)
+    train_inputs, train_samples = detector_inputs(gt_train, img_shape, with_masks)
+    optimizer = _sgd(model)
+    infer = predict_step(model, infer_inputs, infer_samples, torch.no_grad)
+
+    def train_step():
+        model.train()
+        losses = model(train_inputs, train_samples, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return infer, train_step, lambda out: len(out[0].pred_instances)
+
+
+def _tv_steps(model: nn.Module, img_shape, gt_one: list, gt_train: list, baseline: Baseline):
+    """Inference and train-step closures of a torchvision detector (its transform included)."""
+    infer_images, _ = _tv_inputs(gt_one, img_shape, baseline)
+    train_images, targets = _tv_inputs(gt_train, img_shape, baseline)
+    optimizer = _sgd(model)
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            return model(infer_images)
+
+    def train_step():
+        model.train()
+        loss = sum(model(train_images, targets).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def transform():
+        with torch.no_grad():
+            model.transform(infer_images)
+
+    return infer, train_step, lambda out: len(out[0]['boxes']), transform
+
+
+def _params_m(model: nn.Module) -> str:
+    total, trainable = count_params(model)
+    return f'{total / 1e6:.2f}M ({trainable / 1e6:.2f}M trainable)'
+
+
+def _ratio_line(results: List[PhaseResult], attr: str, label: str) -> str:
+    by_key = {(r.phase, r.model): getattr(r, attr) for r in results}
+    ratios = [f'{phase} {by_key[phase, "mmdet_lite"] / by_key[phase, "torchvision"]:.2f}'
+              for phase in ('inference', 'train_step')]
+    return f'ratio mmdet_lite/torchvision (median {label}): ' + ', '.join(ratios)
+
+
+def run_model(args: argparse.Namespace) -> None:
+    """Time both models and print the report (flags: ``benchmark.py model --help``)."""
+    h, w = check_padded_shape(args.shape)
+    if args.threads < 1:
+        raise ValueError(f'--threads must be >= 1, got {args.threads}')
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.cfg_options)
+    set_score_thr(cfg.model, args.score_thr)  # before torchvision's settings are read
+    compare = args.compare_torchvision
+    if compare == 'auto':
+        compare = next((name for name, b in TORCHVISION_BASELINES.items()
+                        if b.detector == cfg.model.type), 'none')
+    baseline = TORCHVISION_BASELINES.get(compare)
+    model = build_random_detector(cfg.model)
+    with_masks = 'mask_head' in cfg.model.get('roi_head', {})
+    gt_train = synthetic_gt(TRAIN_BATCH, args.num_gt, (h, w), num_classes(cfg.model))
+    gt_one = gt_train[:1]
+
+    # Both models exist before any phase, so every peak_rss_mb includes both.
+    steps = {'mmdet_lite': _our_steps(model, (h, w), gt_one, gt_train, with_masks)}
+    params = {'mmdet_lite': _params_m(model)}
+    weights, tv_transform = 'independent random init', None
+    if baseline is not None:
+        tv_model = baseline.build(cfg.model, (h, w))
+        if baseline.copy_weights is not None:
+            why_not = baseline.copy_weights(model, tv_model)
+            weights = ('torchvision model loaded with ours' if why_not is None else
+                       f'independent random init ({why_not})')
+        *tv_steps, tv_tf = _tv_steps(tv_model, (h, w), gt_one, gt_train, baseline)
+        steps['torchvision'] = tv_steps
+        params['torchvision'] = _params_m(tv_model)
+
+    load_before = load_average()
+    results, dets = [], {}
+    for name, (infer, _, count) in steps.items():
+        results.append(measure(infer, 'inference', name, args.repeat, args.warmup))
+        dets[name] = count(results[-1].output)
+    if baseline is not None:
+        tv_transform = measure(tv_tf, 'transform', 'torchvision', args.repeat, args.warmup)
+    for name, (_, train, _) in steps.items():
+        results.append(measure(train, 'train_step', name, args.repeat, args.warmup))
+
+    print('== mmdet_lite benchmark: model ==')
+    print(f'config       : {args.config} ({cfg.model.type})')
+    print(f'torchvision  : {compare}')
+    print(f'weights      : {weights}')
+    print(f'machine      : {machine_summary(args.threads)}')
+    print(f'load average : {load_before} (start) / {load_average()} (end)')
+    print(f'inputs       : inference 1 x 3x{h}x{w}; train step {TRAIN_BATCH} x 3x{h}x{w}, '
+          f'{args.num_gt} GT boxes each{" with masks" if with_masks else ""}')
+    print(f'repeat/warmup: {args.repeat} / {args.warmup}; score_thr {args.score_thr} (both)')
+    print('params       : ' + ' | '.join(f'{k} {v}' for k, v in params.items()))
+    print('detections   : ' + ' | '.join(f'{k} {v}' for k, v in dets.items()))
+    print(format_results(results))
+    if tv_transform is not None:
+        print(f'torchvision transform (normalize+resize+pad, inside its inference time): '
+              f'{tv_transform.median_ms:.1f} ms')
+        print(_ratio_line(results, 'median_ms', 'wall'))
+        print(_ratio_line(results, 'cpu_ms', 'CPU'))
