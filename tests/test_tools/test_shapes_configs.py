@@ -1,4 +1,5 @@
-"""The RetinaNet, DETR and RTMDet shapes configs train and evaluate through tools/train.py.
+"""The RetinaNet, DETR, RTMDet, Cascade R-CNN, FCOS and ATSS shapes configs train and
+evaluate through tools/train.py.
 
 Each runs as shipped (model, schedule, pipeline) on 8 small training images for one epoch,
 with a validation pass; only the dataset size, batch size and workers are shrunk on the
@@ -120,3 +121,21 @@ def test_rtmdet_shapes_configs_switch_pipeline_and_keep_ema(name, metrics, losse
     assert 'ema_state_dict' in ckpt
     ema_keys = {k[len('module.'):] for k in ckpt['ema_state_dict'] if k.startswith('module.')}
     assert ema_keys == set(ckpt['state_dict'])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name, losses', [
+    ('cascade-rcnn_r18_fpn_shapes.py',
+     {'loss_rpn_cls', 's0.loss_cls', 's1.loss_bbox', 's2.loss_cls', 's2.loss_bbox'}),
+    ('fcos_r18_fpn_shapes.py', {'loss_cls', 'loss_bbox', 'loss_centerness'}),
+    ('atss_r18_fpn_shapes.py', {'loss_cls', 'loss_bbox', 'loss_centerness'}),
+])
+def test_classic_zoo_shapes_configs_train_and_evaluate(name, losses, data_root, tmp_path):
+    """The Cascade R-CNN, FCOS and ATSS shapes configs as shipped (their schedules cut to
+    one epoch) train with their loss terms and evaluate."""
+    config = SHAPES / name
+    train, val, _ = _train(config, tmp_path, _small_run_options(config, data_root))
+    assert len(train) == 4 and all(r['loss'] > 0 for r in train)
+    assert losses <= set(train[0])
+    assert len(val) == 1 and 0 <= val[0]['coco/bbox_mAP'] <= 1
+    assert (tmp_path / 'epoch_1.pth').is_file()

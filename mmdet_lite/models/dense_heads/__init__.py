@@ -56,3 +56,73 @@ _rtmdet_ins_head.RTMDetInsSepBNHead = RTMDetInsSepBNHead
 _rtmdet_ins_head.__all__.append('RTMDetInsSepBNHead')
 
 __all__ += ['RTMDetInsHead', 'RTMDetInsSepBNHead']
+
+# SSD / SSDLite head.
+from .ssd_head import SSDHead  # noqa: E402
+
+__all__ += ['SSDHead']
+
+# Anchor-free heads: the point-based base and FCOS.
+from .anchor_free_head import AnchorFreeHead  # noqa: E402
+from .fcos_head import FCOSHead  # noqa: E402
+
+__all__ += ['AnchorFreeHead', 'FCOSHead']
+
+# YOLOv3 and YOLOF heads.
+from .yolo_head import YOLOV3Head  # noqa: E402
+from .yolof_head import YOLOFHead  # noqa: E402
+
+__all__ += ['YOLOV3Head', 'YOLOFHead']
+
+# ATSS and GFL heads (GFL's Integral layer lives in gfl_head.py, as in mmdetection).
+from .atss_head import ATSSHead  # noqa: E402
+from .gfl_head import GFLHead  # noqa: E402
+
+__all__ += ['ATSSHead', 'GFLHead']
+
+# CenterNet-update (CenterNet2's one-stage CenterNet) and AutoAssign heads.
+from .autoassign_head import AutoAssignHead  # noqa: E402
+from .centernet_update_head import CenterNetUpdateHead  # noqa: E402
+
+__all__ += ['AutoAssignHead', 'CenterNetUpdateHead']
+
+# SOLO / SOLOv2 mask heads. mmdetection defines the decoupled SOLO heads in solo_head.py;
+# here they have their own file and are made attributes of solo_head (as RTMDetSepBNHead
+# above), so ``...dense_heads.solo_head.DecoupledSOLOHead`` works.
+from . import solo_head as _solo_head  # noqa: E402
+from .base_mask_head import BaseMaskHead  # noqa: E402
+from .decoupled_solo_head import DecoupledSOLOHead, DecoupledSOLOLightHead  # noqa: E402
+from .solo_head import SOLOHead  # noqa: E402
+from .solov2_head import SOLOV2Head  # noqa: E402
+
+_solo_head.DecoupledSOLOHead = DecoupledSOLOHead
+_solo_head.DecoupledSOLOLightHead = DecoupledSOLOLightHead
+
+__all__ += ['BaseMaskHead', 'SOLOHead', 'DecoupledSOLOHead', 'DecoupledSOLOLightHead',
+            'SOLOV2Head']
+
+# CondInst heads (FCOS + dynamic mask params; mask head in condinst_mask_head.py).
+from .condinst_head import CondInstBboxHead, CondInstMaskHead  # noqa: E402
+
+__all__ += ['CondInstBboxHead', 'CondInstMaskHead']
+
+# CenterNet's original heatmap head (on CTResNetNeck).
+from .centernet_head import CenterNetHead  # noqa: E402
+
+__all__ += ['CenterNetHead']
+
+# PAA (probabilistic anchor assignment on ATSSHead's layers).
+from .paa_head import PAAHead  # noqa: E402
+
+__all__ += ['PAAHead']
+
+# TOOD and VFNet heads (TOOD's TaskDecomposition lives in layers/task_decomposition.py).
+from .tood_head import TOODHead  # noqa: E402
+from .vfnet_head import VFNetHead  # noqa: E402
+
+__all__ += ['TOODHead', 'VFNetHead']
+
+# RetinaSepBNHead (EfficientNet RetinaNet: level-shared tower convs, per-level norms).
+from .retina_sepbn_head import RetinaSepBNHead  # noqa: E402
+
+__all__ += ['RetinaSepBNHead']

@@ -42,3 +42,66 @@ __all__ += ['YOLOX']
 from .rtmdet import RTMDet  # noqa: E402
 
 __all__ += ['RTMDet']
+
+# Fast R-CNN, RPN as a detector and Mask Scoring R-CNN.
+from .fast_rcnn import FastRCNN  # noqa: E402
+from .mask_scoring_rcnn import MaskScoringRCNN  # noqa: E402
+from .rpn import RPN  # noqa: E402
+
+__all__ += ['FastRCNN', 'MaskScoringRCNN', 'RPN']
+
+# Cascade R-CNN.
+from .cascade_rcnn import CascadeRCNN  # noqa: E402
+
+__all__ += ['CascadeRCNN']
+
+# FCOS.
+from .fcos import FCOS  # noqa: E402
+
+__all__ += ['FCOS']
+
+# YOLOv3 and YOLOF.
+from .yolo import YOLOV3  # noqa: E402
+from .yolof import YOLOF  # noqa: E402
+
+__all__ += ['YOLOV3', 'YOLOF']
+
+# ATSS and GFL.
+from .atss import ATSS  # noqa: E402
+from .gfl import GFL  # noqa: E402
+
+__all__ += ['ATSS', 'GFL']
+
+# CenterNet and AutoAssign.
+from .autoassign import AutoAssign  # noqa: E402
+from .centernet import CenterNet  # noqa: E402
+
+__all__ += ['AutoAssign', 'CenterNet']
+
+# Single-stage instance segmentors: SOLO and SOLOv2.
+from .single_stage_instance_seg import SingleStageInstanceSegmentor  # noqa: E402
+from .solo import SOLO  # noqa: E402
+from .solov2 import SOLOv2  # noqa: E402
+
+__all__ += ['SingleStageInstanceSegmentor', 'SOLO', 'SOLOv2']
+
+# CondInst.
+from .condinst import CondInst  # noqa: E402
+
+__all__ += ['CondInst']
+
+# Grid R-CNN.
+from .grid_rcnn import GridRCNN  # noqa: E402
+
+__all__ += ['GridRCNN']
+
+# PAA.
+from .paa import PAA  # noqa: E402
+
+__all__ += ['PAA']
+
+# TOOD and VFNet.
+from .tood import TOOD  # noqa: E402
+from .vfnet import VFNet  # noqa: E402
+
+__all__ += ['TOOD', 'VFNet']

@@ -1,9 +1,10 @@
-from .dcn import DeformConv2dPack, ModulatedDeformConv2d, ModulatedDeformConv2dPack
+from .dcn import (DeformConv2d, DeformConv2dPack, ModulatedDeformConv2d,
+                  ModulatedDeformConv2dPack)
 from .res_layer import BasicBlock, Bottleneck, ResLayer
 
 __all__ = [
-    'DeformConv2dPack', 'ModulatedDeformConv2d', 'ModulatedDeformConv2dPack', 'BasicBlock',
-    'Bottleneck', 'ResLayer',
+    'DeformConv2d', 'DeformConv2dPack', 'ModulatedDeformConv2d', 'ModulatedDeformConv2dPack',
+    'BasicBlock', 'Bottleneck', 'ResLayer',
 ]
 
 # RoI pooling and NMS used by the two-stage heads.
@@ -40,3 +41,23 @@ __all__ += ['CARAFE', 'CARAFEPack', 'carafe']
 from .normed_predictor import NormedConv2d, NormedLinear  # noqa: E402
 
 __all__ += ['NormedLinear', 'NormedConv2d']
+
+# MobileNetV2 block (SSDLite backbone).
+from .inverted_residual import InvertedResidual  # noqa: E402
+
+__all__ += ['InvertedResidual']
+
+# Matrix NMS (SOLOv2 / SOLO post-processing).
+from .matrix_nms import mask_matrix_nms  # noqa: E402
+
+__all__ += ['mask_matrix_nms']
+
+# TOOD's layer attention.
+from .task_decomposition import TaskDecomposition  # noqa: E402
+
+__all__ += ['TaskDecomposition']
+
+# Score voting (PAA's post-NMS box refinement).
+from .score_voting import score_voting  # noqa: E402
+
+__all__ += ['score_voting']

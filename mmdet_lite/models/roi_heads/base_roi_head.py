@@ -1,12 +1,14 @@
 """BaseRoIHead: what every second stage has (optional shared head, box and mask branches)."""
 from abc import ABCMeta, abstractmethod
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet_lite.registry import MODELS
 from mmdet_lite.structures import SampleList
+from mmdet_lite.structures.bbox import get_box_wh
 from mmdet_lite.utils import InstanceList, OptConfigType, OptMultiConfig
 
 
@@ -81,6 +83,38 @@ class BaseRoIHead(BaseModule, metaclass=ABCMeta):
              batch_data_samples: SampleList) -> dict:
         """Losses of the second stage from the proposals and the ground truth."""
 
+    def assign_and_sample(self, x: Tuple[Tensor, ...], proposals: List[Tensor],
+                          batch_gt_instances: InstanceList,
+                          batch_gt_instances_ignore: List[Optional[InstanceData]], assigner,
+                          sampler) -> list:
+        """Match each image's proposals to its ground truth, then pick the RoIs to train on.
+
+        Args:
+            x (tuple[Tensor]): Features, each [B, C, H_l, W_l]; samplers that score RoIs with
+                the head (OHEM) read the image's own slice.
+            proposals (list[Tensor]): Boxes [N_i, 4] per image, detached here: the losses
+                of this stage do not flow back into the proposals.
+            batch_gt_instances (list[InstanceData]): ``bboxes`` [G_i, 4] and ``labels`` [G_i]
+                per image.
+            batch_gt_instances_ignore (list[InstanceData | None]): Regions to ignore.
+            assigner: e.g. ``MaxIoUAssigner`` (the stage's own in a cascade).
+            sampler: e.g. ``RandomSampler``; it also adds the gt boxes as proposals.
+
+        Returns:
+            list[SamplingResult]: One per image.
+        """
+        if len(proposals) != len(batch_gt_instances):
+            raise RoIHeadArgumentError(f'{len(proposals)} proposal lists for '
+                                       f'{len(batch_gt_instances)} images')
+        sampling_results = []
+        for i, (boxes, gt_instances, ignored) in enumerate(
+                zip(proposals, batch_gt_instances, batch_gt_instances_ignore)):
+            priors = InstanceData(priors=boxes.detach())
+            assign_result = assigner.assign(priors, gt_instances, ignored)
+            sampling_results.append(sampler.sample(assign_result, priors, gt_instances,
+                                                   feats=[level[i][None] for level in x]))
+        return sampling_results
+
     def predict(self,
                 x: Tuple[Tensor],
                 rpn_results_list: InstanceList,
@@ -115,3 +149,22 @@ class BaseRoIHead(BaseModule, metaclass=ABCMeta):
 
 class RoIHeadArgumentError(ValueError, AssertionError):
     """A RoI head argument or input that mmdetection asserts on."""
+
+
+def gt_instances_with_area(gt_instances: InstanceData) -> InstanceData:
+    """The ground truths whose boxes have a positive width and height.
+
+    RoI heads train on these only: the sampler adds every gt box as a positive proposal of
+    itself, and for a zero-area box the regression target log(0 / 0) is NaN (such boxes hold
+    no object pixels anyway).
+
+    Args:
+        gt_instances (InstanceData): ``bboxes`` [G, 4] (a tensor or a box object) and the
+            other per-instance fields.
+
+    Returns:
+        InstanceData: ``gt_instances`` itself when every box has an area, else the subset.
+    """
+    widths, heights = get_box_wh(gt_instances.bboxes)  # [G] each
+    valid = (widths > 0) & (heights > 0)
+    return gt_instances if bool(valid.all()) else gt_instances[valid]

@@ -1,15 +1,14 @@
 """Faster / Mask R-CNN's second stage: RoI features -> box head (-> mask head)."""
 from typing import Dict, List, Tuple
 
-from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet_lite.registry import MODELS, TASK_UTILS
 from mmdet_lite.structures import SampleList
-from mmdet_lite.structures.bbox import bbox2roi, get_box_wh
+from mmdet_lite.structures.bbox import bbox2roi
 from mmdet_lite.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
-from ..utils import empty_instances
-from .base_roi_head import BaseRoIHead, RoIHeadArgumentError
+from ..utils import empty_instances, unpack_gt_instances
+from .base_roi_head import BaseRoIHead, RoIHeadArgumentError, gt_instances_with_area
 
 
 @MODELS.register_module()
@@ -72,13 +71,16 @@ class StandardRoIHead(BaseRoIHead):
 
     def init_mask_head(self, mask_roi_extractor: OptConfigType, mask_head: ConfigType) -> None:
         """Build ``mask_head``; without ``mask_roi_extractor`` the box extractor is shared."""
-        if mask_roi_extractor is not None:
-            self.mask_roi_extractor = MODELS.build(mask_roi_extractor)
-            self.share_roi_extractor = False
-        else:
-            self.share_roi_extractor = True
-            self.mask_roi_extractor = self.bbox_roi_extractor
+        self.mask_roi_extractor = self._build_or_share_extractor(mask_roi_extractor)
         self.mask_head = MODELS.build(mask_head)
+
+    def _build_or_share_extractor(self, extractor_cfg: OptConfigType):
+        """A branch's RoI extractor: built from ``extractor_cfg``, or ``bbox_roi_extractor``
+        itself when that is None (``share_roi_extractor`` records which)."""
+        self.share_roi_extractor = extractor_cfg is None
+        if extractor_cfg is None:
+            return self.bbox_roi_extractor
+        return MODELS.build(extractor_cfg)
 
     # ------------------------------------------------------------------ forward parts
     def _bbox_forward(self, x: Tuple[Tensor, ...], rois: Tensor) -> Dict[str, Tensor]:
@@ -132,16 +134,11 @@ class StandardRoIHead(BaseRoIHead):
         Returns:
             dict: ``loss_cls``, ``acc``, ``loss_bbox`` (and ``loss_mask``).
         """
-        batch_gt_instances = [_with_area(sample.gt_instances) for sample in batch_data_samples]
-        sampling_results = []
-        for i, (proposals, sample, gt_instances) in enumerate(
-                zip(rpn_results_list, batch_data_samples, batch_gt_instances)):
-            ignored = sample.get('ignored_instances', None)
-            priors = InstanceData(priors=proposals.bboxes.detach())
-            assign_result = self.bbox_assigner.assign(priors, gt_instances, ignored)
-            sampling_results.append(self.bbox_sampler.sample(
-                assign_result, priors, gt_instances,
-                feats=[level[i][None] for level in x]))
+        batch_gt_instances, batch_gt_instances_ignore, _ = unpack_gt_instances(batch_data_samples)
+        batch_gt_instances = [gt_instances_with_area(gt) for gt in batch_gt_instances]
+        sampling_results = self.assign_and_sample(
+            x, [res.bboxes for res in rpn_results_list], batch_gt_instances,
+            batch_gt_instances_ignore, self.bbox_assigner, self.bbox_sampler)
 
         losses = dict()
         if self.with_bbox:
@@ -177,14 +174,16 @@ class StandardRoIHead(BaseRoIHead):
         """Mask head forward on the positive RoIs and its loss.
 
         Returns:
-            dict: ``mask_preds`` [P, C, 28, 28], ``mask_feats`` and ``loss_mask`` (a dict).
+            dict: ``mask_preds`` [P, C, 28, 28], ``mask_feats``, ``loss_mask`` (a dict) and
+            ``mask_targets`` [P, 28, 28] (for heads that build on the masks, e.g. MS R-CNN).
         """
         pos_rois = bbox2roi([res.pos_priors for res in sampling_results])
         mask_results = self._mask_forward(x, pos_rois)
         mask_out = self.mask_head.loss_and_target(mask_results['mask_preds'],
                                                   sampling_results, batch_gt_instances,
                                                   self.train_cfg)
-        mask_results.update(loss_mask=mask_out['loss_mask'])
+        mask_results.update(loss_mask=mask_out['loss_mask'],
+                            mask_targets=mask_out.get('mask_targets'))
         return mask_results
 
     # ------------------------------------------------------------------ inference
@@ -233,15 +232,3 @@ class StandardRoIHead(BaseRoIHead):
         num_per_img = [len(res) for res in results_list]
         return self.mask_head.predict_by_feat(mask_preds.split(num_per_img), results_list,
                                               batch_img_metas, self.test_cfg, rescale)
-
-
-def _with_area(gt_instances: InstanceData) -> InstanceData:
-    """The ground truths whose boxes have a positive width and height.
-
-    The sampler adds every GT box as a positive proposal of itself; for a zero-area box
-    the regression target log(0 / 0) is NaN, so such boxes (which hold no object pixels)
-    are left out of the RoI losses.
-    """
-    widths, heights = get_box_wh(gt_instances.bboxes)  # [G] each; tensor or box object
-    valid = (widths > 0) & (heights > 0)
-    return gt_instances if bool(valid.all()) else gt_instances[valid]

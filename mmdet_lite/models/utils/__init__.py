@@ -6,3 +6,24 @@ __all__ = [
     'batched_nms', 'empty_instances', 'filter_scores_and_topk', 'images_to_levels',
     'select_single_mlvl', 'sigmoid_geometric_mean', 'unmap', 'unpack_gt_instances'
 ]
+
+# Channel rounding of MobileNet-style width multipliers.
+from .make_divisible import make_divisible  # noqa: E402
+
+__all__ += ['make_divisible']
+
+# Gaussian heatmap helpers (CenterNet), per-image regrouping of level outputs, and the
+# coordinate / upsampling helpers of the SOLO and CondInst heads (mmdetection's exports).
+from .gaussian_target import (gaussian2D, gaussian_radius, gen_gaussian_target,  # noqa: E402
+                              get_local_maximum, get_topk_from_heatmap,
+                              transpose_and_gather_feat)
+from .gaussian_mixture import GaussianMixture1D  # noqa: E402
+from .misc import (aligned_bilinear, center_of_mass, generate_coordinate,  # noqa: E402
+                   levels_to_images, relative_coordinate_maps)
+
+__all__ += [
+    'gaussian2D', 'gaussian_radius', 'gen_gaussian_target', 'get_local_maximum',
+    'get_topk_from_heatmap', 'transpose_and_gather_feat', 'GaussianMixture1D',
+    'aligned_bilinear', 'center_of_mass', 'generate_coordinate', 'levels_to_images',
+    'relative_coordinate_maps'
+]

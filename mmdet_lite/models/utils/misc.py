@@ -6,6 +6,7 @@ rather than inside a head.
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor
 from torchvision.ops import batched_nms as tv_batched_nms
@@ -107,6 +108,22 @@ def images_to_levels(targets: List[Tensor], num_level_priors: List[int]) -> List
     """
     stacked = torch.stack(targets, 0)  # [B, num_priors, ...]
     return list(stacked.split(list(num_level_priors), dim=1))
+
+
+def levels_to_images(mlvl_tensor: List[Tensor]) -> List[Tensor]:
+    """Regroup per-level head outputs into per-image rows (the inverse of
+    :func:`images_to_levels` for raw maps).
+
+    Args:
+        mlvl_tensor (list[Tensor]): One map per level, each [B, C, H_l, W_l].
+
+    Returns:
+        list[Tensor]: One tensor per image, [sum_l H_l * W_l, C], levels in order and each
+        level's positions row-major.
+    """
+    num_imgs = mlvl_tensor[0].size(0)
+    flat = [t.permute(0, 2, 3, 1).reshape(num_imgs, -1, t.size(1)) for t in mlvl_tensor]
+    return list(torch.cat(flat, dim=1).unbind(0))
 
 
 def select_single_mlvl(mlvl_tensors: Sequence[Tensor], batch_id: int,
@@ -274,3 +291,97 @@ def unmap(data: Tensor, count: int, inside_flags: Tensor, fill: float = 0) -> Te
     full = data.new_full((count, ) + tuple(data.shape[1:]), fill)
     full[inside_flags.bool()] = data
     return full
+
+
+# ----------------------------------------------------------------------------- instance masks
+# Coordinate maps, mask centroids and the integer upsampling of the SOLO and CondInst heads.
+
+
+class HelperArgumentError(ValueError, AssertionError):
+    """A bad argument to one of these helpers (an AssertionError in mmdetection)."""
+
+
+def generate_coordinate(featmap_sizes: Sequence[int],
+                        device: Union[str, torch.device] = 'cuda') -> Tensor:
+    """CoordConv channels: normalized x and y, each in [-1, 1] across the map.
+
+    Args:
+        featmap_sizes (Sequence[int]): (B, C, H, W) of the map they will be concatenated to.
+        device (str | torch.device): Device of the result.
+
+    Returns:
+        Tensor: [B, 2, H, W], channel 0 = x (varies along W), channel 1 = y.
+    """
+    batch, height, width = featmap_sizes[0], featmap_sizes[-2], featmap_sizes[-1]
+    ys = torch.linspace(-1, 1, height, device=device)
+    xs = torch.linspace(-1, 1, width, device=device)
+    y, x = torch.meshgrid(ys, xs, indexing='ij')
+    return torch.stack([x, y])[None].expand(batch, 2, height, width)
+
+
+def center_of_mass(mask: Tensor, esp: float = 1e-6) -> Tuple[Tensor, Tensor]:
+    """Centroid (row, column) of a binary mask [H, W]; (0, 0) for an empty mask.
+
+    ``esp`` (mmdetection's spelling) floors the mask area so an empty mask divides by it.
+    """
+    height, width = mask.shape
+    rows = torch.arange(height, device=mask.device)[:, None]
+    cols = torch.arange(width, device=mask.device)
+    normalizer = mask.sum().float().clamp(min=esp)
+    return (mask * rows).sum() / normalizer, (mask * cols).sum() / normalizer
+
+
+def relative_coordinate_maps(locations: Tensor, centers: Tensor, strides: Tensor,
+                             size_of_interest: int, feat_sizes: Tuple[int, int]) -> Tensor:
+    """Offsets from every mask-grid location to each instance's point, in units of
+    ``size_of_interest`` strides of the instance's level (CondInst's relative coordinates).
+
+    Args:
+        locations (Tensor): Mask-grid points [H * W, 2] as (x, y), row ``y * W + x``.
+        centers (Tensor): The instances' points [N, 2].
+        strides (Tensor): The strides of their levels [N].
+        size_of_interest (int): Strides per unit of the coordinates.
+        feat_sizes (tuple[int, int]): (H, W) of the mask grid.
+
+    Returns:
+        Tensor: [N, 2, H, W]; channel 0 is ``(center_x - x) / (stride * size_of_interest)``,
+        channel 1 the same in y.
+    """
+    height, width = feat_sizes
+    offsets = centers.float()[:, None, :] - locations.float()[None]  # [N, H * W, 2]
+    units = strides.float().reshape(-1, 1, 1) * size_of_interest  # [N, 1, 1]
+    return (offsets.permute(0, 2, 1) / units).reshape(-1, 2, height, width)
+
+
+def aligned_bilinear(tensor: Tensor, factor: int) -> Tensor:
+    """Upsample by an integer ``factor`` so that input pixel ``i`` lands exactly on output
+    pixel ``i * factor + factor // 2``, the centre of its cell (AdelaiDet's CondInst
+    upsampling).
+
+    The map is extended by one replicated row and column, resized with ``align_corners=True``
+    to ``factor * size + 1`` (the input pixels then sit ``factor`` apart, from 0), shifted by
+    ``factor // 2`` pixels down and right (replicating the first row and column), and
+    cropped to ``factor * size``. Output pixel ``o`` thus samples the input bilinearly at
+    ``max(o - factor // 2, 0) / factor``, the last row and column repeated beyond the edge.
+
+    Args:
+        tensor (Tensor): [B, C, H, W].
+        factor (int): Integer upsampling factor >= 1.
+
+    Returns:
+        Tensor: [B, C, factor * H, factor * W] (the input itself when ``factor`` is 1).
+    """
+    if tensor.dim() != 4:
+        raise HelperArgumentError(
+            f'aligned_bilinear expects a [B, C, H, W] tensor, got {tensor.dim()} dims')
+    if factor < 1 or int(factor) != factor:
+        raise HelperArgumentError(f'factor must be an integer >= 1, got {factor}')
+    if factor == 1:
+        return tensor
+    height, width = tensor.shape[-2:]
+    tensor = F.pad(tensor, pad=(0, 1, 0, 1), mode='replicate')  # [B, C, H + 1, W + 1]
+    out_h, out_w = factor * height + 1, factor * width + 1
+    tensor = F.interpolate(tensor, size=(out_h, out_w), mode='bilinear', align_corners=True)
+    shift = factor // 2
+    tensor = F.pad(tensor, pad=(shift, 0, shift, 0), mode='replicate')
+    return tensor[:, :, :out_h - 1, :out_w - 1]

@@ -1,0 +1,11 @@
+# CenterNet-update R-101 + FPN with the LSJ 200-epoch recipe of the R-50 config, as
+# mmdetection 3.3's centernet-update_r101_fpn_8xb8-amp-lsj-200e_coco.py.
+# The init_cfg is mmdetection's (a download: point it at a local file, or remove it, when
+# training here).
+_base_ = './centernet-update_r50_fpn_8xb8-amp-lsj-200e_coco.py'
+
+model = dict(
+    backbone=dict(
+        depth=101,
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='torchvision://resnet101')))

@@ -1,0 +1,10 @@
+# Faster R-CNN R-101 + FPN, multi-scale 3x, as mmdetection 3.3's
+# faster-rcnn_r101_fpn_ms-3x_coco.py. The init_cfg is mmdetection's (a download: point it
+# at a local file, or remove it for random init, when training here).
+_base_ = 'faster-rcnn_r50_fpn_ms-3x_coco.py'
+
+model = dict(
+    backbone=dict(
+        depth=101,
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='torchvision://resnet101')))

@@ -1,0 +1,16 @@
+_base_ = './mask-rcnn_r50_fpn_gn-all_2x_coco.py'
+
+# learning policy: 36 epochs, lr steps at epochs 28 and 34
+max_epochs = 36
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [
+    dict(
+        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[28, 34],
+        gamma=0.1)
+]

@@ -1,0 +1,14 @@
+# Grid R-CNN with a ResNeXt-101 32x4d backbone (init_cfg: a download, see the R-50 config).
+_base_ = './grid-rcnn_r50_fpn_gn-head_2x_coco.py'
+model = dict(
+    backbone=dict(
+        type='ResNeXt',
+        depth=101,
+        groups=32,
+        base_width=4,
+        num_stages=4,
+        out_indices=(0, 1, 2, 3),
+        frozen_stages=1,
+        style='pytorch',
+        init_cfg=dict(
+            type='Pretrained', checkpoint='open-mmlab://resnext101_32x4d')))
