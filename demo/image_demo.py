@@ -1,55 +1,107 @@
-"""Detect objects in images and save drawings and JSON predictions.
+"""Detect objects in images with DetInferencer; save the drawings and JSON predictions.
 
-Usage::
+mmdetection 3.x's ``demo/image_demo.py`` interface: ``INPUTS MODEL [--weights CKPT]``, where
+``MODEL`` is a config file, a model name (a config's file name such as
+``rtmdet_tiny_8xb32-300e_coco``, or an mmdetection alias such as ``rtmdet-t``), or a
+checkpoint ``.pth`` that holds its config (as the Runner saves it). ``INPUTS`` is an image
+file, a folder of images or a quoted glob (``'data/*.jpg'``, an mmdet_lite addition).
 
-    python demo/image_demo.py INPUTS CONFIG [--weights CKPT] [--out-dir outputs]
-        [--device cpu] [--pred-score-thr 0.3] [--batch-size 1] [--palette none]
-        [--trust-checkpoint CKPT]
+For each image ``IMG.ext`` it writes, under ``--out-dir``:
 
-``INPUTS`` is an image file, a folder of images or a quoted glob (``'data/*.jpg'``). For
-each image ``IMG.ext`` it writes
+- ``vis/IMG.ext``: the image with the detections scoring above ``--pred-score-thr``;
+- ``preds/IMG.json``: every detection, unthresholded as in mmdetection: ``labels``,
+  ``scores``, ``bboxes`` (x1, y1, x2, y2 original-image pixels) and, for instance
+  segmentation, ``masks`` (COCO RLE dicts with str ``counts``).
 
-- ``OUT_DIR/vis/IMG.ext``: the image with detections scoring above ``--pred-score-thr``;
-- ``OUT_DIR/preds/IMG.json``: every detection, unthresholded as in mmdetection:
-  ``labels``, ``scores``, ``bboxes`` (x1, y1, x2, y2 original-image pixels), ``class_names``
-  (the name of each detection's label) and, for instance segmentation, ``masks`` (COCO RLE
-  dicts with str ``counts``).
-
-Images in sub-folders of a glob keep their relative paths under ``vis/`` and ``preds/``.
+Output files are named by the image's file name only (as mmdetection's), so images of the
+same name in different folders overwrite each other's outputs; the demo warns when that
+happens. Nothing is downloaded: without ``--weights`` the model has random weights.
+Text-prompted models (GLIP, Grounding DINO) are not part of mmdet_lite: ``--texts``,
+``--tokens-positive`` and ``--chunked-size`` are accepted for compatibility and refused
+when given.
 """
 import argparse
 import glob
-import json
-import os
 import os.path as osp
 import sys
-from typing import List, Sequence
-
+from collections import Counter
+from typing import List, Tuple
 
 from mmdet_lite.apis.cli import exit_on_user_error
 
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
+EPILOG = """examples:
+  python demo/image_demo.py data/shapes/val/000000.jpg \\
+      configs/shapes/faster-rcnn_r18_fpn_shapes.py \\
+      --weights work_dirs/faster-rcnn_r18_fpn_shapes/epoch_10.pth --out-dir outputs
+  python demo/image_demo.py 'photos/*.jpg' rtmdet-t --weights rtmdet_tiny.pth --device cpu
+  python demo/image_demo.py data/shapes/val work_dirs/faster-rcnn_r18_fpn_shapes/epoch_10.pth
+"""
+# keyword arguments of DetInferencer(); the other options go to its __call__
+INIT_KEYS = ('model', 'weights', 'device', 'palette')
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Detect objects in images')
+def parse_args(argv=None) -> Tuple[dict, dict, List[str]]:
+    """Parse the command line.
+
+    Returns:
+        tuple: ``DetInferencer`` keyword arguments, ``__call__`` keyword arguments (with
+        ``inputs``), and the ``--trust-checkpoint`` files.
+    """
+    parser = argparse.ArgumentParser(
+        description='Detect objects in images and save drawings and JSON predictions',
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('inputs', help='an image file, a folder of images or a glob pattern')
-    parser.add_argument('config', help='model config file')
-    parser.add_argument('--weights', help='checkpoint file (random weights when omitted)')
+    parser.add_argument('model', help='a config file, a model name or alias (e.g. rtmdet-t), '
+                        'or a .pth checkpoint holding its config (then used as --weights)')
+    parser.add_argument('--weights', default=None,
+                        help='checkpoint file (random weights when omitted)')
+    parser.add_argument('--out-dir', default='outputs',
+                        help='where vis/ and preds/ go (default: outputs)')
+    parser.add_argument('--texts', help='text prompt of GLIP / Grounding DINO (not supported)')
+    parser.add_argument('--device', default=None,
+                        help="e.g. 'cpu' or 'cuda:0' (default: CUDA when available, else "
+                        "the CPU; mmdetection's default is cuda:0)")
+    parser.add_argument('--pred-score-thr', type=float, default=0.3,
+                        help='draw only detections scoring above this (default: 0.3)')
+    parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass')
+    parser.add_argument('--show', action='store_true', help='show each drawing in a window')
+    parser.add_argument('--no-save-vis', action='store_true', help='do not write vis/')
+    parser.add_argument('--no-save-pred', action='store_true', help='do not write preds/')
+    parser.add_argument('--print-result', action='store_true', help='print the predictions')
+    parser.add_argument('--palette', default='none',
+                        choices=['coco', 'voc', 'citys', 'random', 'none'],
+                        help="box colours; 'none' takes the config's or the checkpoint's")
+    parser.add_argument('--custom-entities', '-c', action='store_true',
+                        help='GLIP / Grounding DINO entity names (used with --texts only)')
+    parser.add_argument('--chunked-size', '-s', type=int, default=-1,
+                        help='GLIP / Grounding DINO category chunks (not supported)')
+    parser.add_argument('--tokens-positive', '-p', type=str,
+                        help='Grounding DINO token spans (not supported)')
     parser.add_argument('--trust-checkpoint', action='append', default=[], metavar='FILE',
                         help='allow full unpickling (can run code) of this checkpoint file, '
                         'one you trust that holds objects beyond the weights-only allow-list')
-    parser.add_argument('--out-dir', default='outputs', help='where vis/ and preds/ go')
-    parser.add_argument('--device', default='cpu', help="e.g. 'cpu' or 'cuda:0'")
-    parser.add_argument('--pred-score-thr', type=float, default=0.3,
-                        help='draw only detections scoring above this')
-    parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass')
-    parser.add_argument('--palette', default='none', choices=['coco', 'random', 'none'],
-                        help="box colours; 'none' takes the config's or the checkpoint's")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f'--batch-size must be >= 1, got {args.batch_size}')
-    return args
+    args = vars(parser.parse_args(argv))
+    if args['batch_size'] < 1:
+        parser.error(f'--batch-size must be >= 1, got {args["batch_size"]}')
+    for flag, given in (('--texts', args['texts'] is not None),
+                        ('--tokens-positive', args['tokens_positive'] is not None),
+                        ('--chunked-size', args['chunked_size'] != -1)):
+        if given:
+            parser.error(f'{flag}: text-prompted models (GLIP, Grounding DINO) are not '
+                         'supported by mmdet_lite')
+    # only meaningful with text prompts: as mmdetection, ignored without them
+    for key in ('texts', 'tokens_positive', 'chunked_size', 'custom_entities'):
+        args.pop(key)
+
+    if args['no_save_vis'] and args['no_save_pred']:
+        args['out_dir'] = ''
+    if args['model'].endswith('.pth'):
+        print('the model argument is a checkpoint: using it as --weights, with the config '
+              'saved in it', file=sys.stderr)
+        args['weights'], args['model'] = args['model'], None
+    trusted = args.pop('trust_checkpoint')
+    init_args = {key: args.pop(key) for key in INIT_KEYS}
+    return init_args, args, trusted
 
 
 def list_images(inputs: str) -> List[str]:
@@ -60,10 +112,13 @@ def list_images(inputs: str) -> List[str]:
 
     Returns:
         list[str]: Image paths.
+
+    Raises:
+        FileNotFoundError: Nothing exists at ``inputs``, or it names no image file.
     """
+    from mmdet_lite.apis.image_files import IMG_EXTENSIONS, list_image_files
     if osp.isdir(inputs):
-        paths = [osp.join(inputs, name) for name in sorted(os.listdir(inputs))
-                 if name.lower().endswith(IMG_EXTENSIONS)]
+        paths = list_image_files(inputs)
     elif glob.has_magic(inputs):
         paths = [path for path in sorted(glob.glob(inputs, recursive=True))
                  if osp.isfile(path) and path.lower().endswith(IMG_EXTENSIONS)]
@@ -77,70 +132,35 @@ def list_images(inputs: str) -> List[str]:
     return paths
 
 
-def output_names(paths: Sequence[str]) -> List[str]:
-    """Names relative to the images' common folder, so equal basenames do not collide."""
-    if len(paths) == 1:
-        return [osp.basename(paths[0])]
-    root = osp.commonpath([osp.dirname(osp.abspath(p)) for p in paths])
-    return [osp.relpath(osp.abspath(p), root) for p in paths]
-
-
-def prediction_to_dict(pred_instances, classes) -> dict:
-    """JSON-ready predictions of one image (see the module docstring for the fields)."""
-    from mmdet_lite.structures.mask import encode_mask_results
-    labels = pred_instances.labels.tolist()
-    result = dict(
-        labels=labels,
-        scores=pred_instances.scores.tolist(),
-        bboxes=pred_instances.bboxes.tolist(),
-        class_names=[classes[label] if classes is not None and label < len(classes)
-                     else str(label) for label in labels])
-    if 'masks' in pred_instances:
-        result['masks'] = encode_mask_results(pred_instances.masks)
-    return result
+def warn_name_clashes(paths: List[str]) -> None:
+    """Warn when images share a file name: their outputs would overwrite each other."""
+    clashes = sorted(name for name, count in
+                     Counter(osp.splitext(osp.basename(p))[0] for p in paths).items()
+                     if count > 1)
+    if clashes:
+        print(f'warning: several images are named {", ".join(clashes[:5])}: outputs are '
+              'named by file name, so only the last of each is kept', file=sys.stderr)
 
 
 @exit_on_user_error
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    images = list_images(args.inputs)
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file not found: {args.config}')
-    if args.weights is not None and not osp.isfile(args.weights):
-        raise FileNotFoundError(f'--weights: checkpoint not found: {args.weights}')
+    init_args, call_args, trusted = parse_args(argv)
+    weights = init_args['weights']
+    if weights is not None and not osp.isfile(weights):
+        flag = '--weights' if init_args['model'] is not None else 'model'
+        raise FileNotFoundError(f'{flag}: checkpoint not found: {weights}')
+    images = list_images(call_args.pop('inputs'))
+    warn_name_clashes(images)
 
-    import mmcv
-    from mmengine.utils import ProgressBar
-
-    from mmdet_lite.apis import inference_detector, init_detector, init_visualizer
-
-    if args.weights is None:
-        print('warning: no --weights given, the model has random weights', file=sys.stderr)
+    from mmdet_lite.apis import DetInferencer
     from mmdet_lite.engine import allow_unsafe_checkpoint
-    with allow_unsafe_checkpoint(*args.trust_checkpoint):
-        model = init_detector(args.config, args.weights, device=args.device,
-                              palette=args.palette)
-    visualizer = init_visualizer(model.cfg, model.dataset_meta)
-    classes = model.dataset_meta.get('classes')
+    with allow_unsafe_checkpoint(*trusted):
+        inferencer = DetInferencer(**init_args)
+    inferencer(images, **call_args)
 
-    names = output_names(images)
-    progress = ProgressBar(len(images))
-    for start in range(0, len(images), args.batch_size):
-        batch = images[start:start + args.batch_size]
-        results = inference_detector(model, batch, batch_size=len(batch))
-        for path, name, result in zip(batch, names[start:], results):
-            img = mmcv.imread(path, channel_order='rgb')  # [H, W, 3]
-            result = result.cpu()
-            visualizer.add_datasample(name, img, data_sample=result, draw_gt=False,
-                                      pred_score_thr=args.pred_score_thr,
-                                      out_file=osp.join(args.out_dir, 'vis', name))
-            pred_file = osp.join(args.out_dir, 'preds', osp.splitext(name)[0] + '.json')
-            os.makedirs(osp.dirname(pred_file), exist_ok=True)
-            with open(pred_file, 'w', encoding='utf-8') as f:
-                json.dump(prediction_to_dict(result.pred_instances, classes), f)
-            progress.update()
-    print(f'\nresults of {len(images)} image(s) saved to {osp.join(args.out_dir, "vis")} '
-          f'and {osp.join(args.out_dir, "preds")}')
+    out_dir = call_args['out_dir']
+    if out_dir and not (call_args['no_save_vis'] and call_args['no_save_pred']):
+        print(f'results have been saved at {out_dir}')
 
 
 if __name__ == '__main__':

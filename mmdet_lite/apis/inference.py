@@ -203,12 +203,28 @@ def get_test_pipeline_cfg(cfg: Config, from_ndarray: bool = False) -> List[dict]
     pipeline = [copy.deepcopy(dict(step)) for step in dataset['pipeline']
                 if not _type_name(step).endswith('LoadAnnotations')]
     if from_ndarray:
-        loaders = [step for step in pipeline if _type_name(step) == 'LoadImageFromFile']
-        if not loaders:
-            raise ValueError('the test pipeline has no LoadImageFromFile step to replace '
-                             'with LoadImageFromNDArray for array input; pass test_pipeline=')
-        loaders[0]['type'] = 'LoadImageFromNDArray'
+        replace_image_loader(pipeline, 'LoadImageFromNDArray')
     return pipeline
+
+
+def replace_image_loader(pipeline: List[dict], loader: str) -> None:
+    """Make the first ``LoadImageFromFile`` step of ``pipeline`` (in place) a ``loader``.
+
+    Its other arguments (``backend_args``, ``to_float32`` ...) are kept.
+
+    Args:
+        pipeline (list[dict]): Transform configs, e.g. from :func:`get_test_pipeline_cfg`.
+        loader (str): Registered type of the new step: ``'LoadImageFromNDArray'`` for
+            arrays, ``'InferencerLoader'`` for paths and arrays alike.
+
+    Raises:
+        ValueError: The pipeline has no ``LoadImageFromFile`` step.
+    """
+    loaders = [step for step in pipeline if _type_name(step) == 'LoadImageFromFile']
+    if not loaders:
+        raise ValueError('the test pipeline (test_dataloader.dataset.pipeline) has no '
+                         f'LoadImageFromFile step to replace with {loader}')
+    loaders[0]['type'] = loader
 
 
 def _type_name(step: dict) -> str:
@@ -314,4 +330,3 @@ def inference_detector(model: nn.Module,
         with torch.no_grad():
             results.extend(model.test_step(batch))
     return results if is_batch else results[0]
-

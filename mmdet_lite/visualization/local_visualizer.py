@@ -350,6 +350,8 @@ class DetLocalVisualizer(Visualizer):
 
         drawn = [img for img in (gt_img, pred_img) if img is not None]
         drawn_img = np.concatenate(drawn, axis=1) if drawn else image  # [H, W or 2W, 3]
+        # as mmdetection: get_image() afterwards returns this drawing, whatever was drawn
+        self.set_image(drawn_img)
 
         if show:
             self.show(drawn_img, win_name=name, wait_time=wait_time)
