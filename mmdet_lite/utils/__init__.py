@@ -19,3 +19,10 @@ __all__ = [
     'OptConfigType', 'MultiConfig', 'OptMultiConfig', 'InstanceList', 'OptInstanceList',
     'RangeType', 'reduce_mean'
 ]
+
+# sliced inference on large images (demo/large_image_demo.py)
+from .large_image import (LargeImageArgumentError, get_slice_bboxes,  # noqa: E402
+                          merge_results_by_nms, shift_predictions)
+
+__all__ += ['get_slice_bboxes', 'shift_predictions', 'merge_results_by_nms',
+            'LargeImageArgumentError']
