@@ -115,6 +115,112 @@ def test_cal_train_time_skips_each_epochs_first_iteration(json_log, capsys):
     assert 'average iter time: 0.7500 s/iter' in capsys.readouterr().out
 
 
+# ---------------------------------------------------------------- analyze_logs: several runs
+
+def _write_run(work_dir, timestamp, loss_start, times):
+    """A training log of 2 epochs x 2 iterations with a validation after each epoch,
+    written where mmengine puts it: WORK_DIR/<timestamp>/vis_data/<timestamp>.json."""
+    lines = []
+    for epoch in (1, 2):
+        for i in (1, 2):
+            step = (epoch - 1) * 2 + i
+            lines.append(dict(loss=loss_start / step, time=times[step - 1], epoch=epoch,
+                              iter=step, step=step))
+        lines.append({'coco/bbox_mAP': loss_start * epoch / 10, 'step': epoch})
+    vis_dir = work_dir / timestamp / 'vis_data'
+    vis_dir.mkdir(parents=True)
+    text = '\n'.join(json.dumps(line) for line in lines) + '\n'
+    (vis_dir / f'{timestamp}.json').write_text(text)
+    (vis_dir / 'scalars.json').write_text(text)
+    return str(vis_dir / f'{timestamp}.json')
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    """work_dirs/run_a (an older training, the latest one, then a test run) and run_b."""
+    run_a, run_b = tmp_path / 'work_dirs' / 'run_a', tmp_path / 'work_dirs' / 'run_b'
+    _write_run(run_a, '20240101_090000', 9.0, [5, 5, 5, 5])
+    latest_a = _write_run(run_a, '20240102_090000', 2.0, [0.9, 0.2, 0.4, 0.6])
+    # tools/test.py leaves a run folder with metrics beside vis_data/, no vis_data json
+    (run_a / '20240103_090000' / 'vis_data').mkdir(parents=True)
+    (run_a / '20240103_090000' / '20240103_090000.json').write_text('{"coco/bbox_mAP": 1}\n')
+    latest_b = _write_run(run_b, '20240105_120000', 4.0, [1.0, 0.1, 0.3, 0.3])
+    return str(run_a), str(run_b), latest_a, latest_b
+
+
+def test_work_dirs_resolve_to_their_latest_training_log(two_runs, tmp_path):
+    run_a, run_b, latest_a, latest_b = two_runs
+    assert analyze_logs.resolve_log(run_a) == latest_a
+    assert analyze_logs.resolve_log(run_b + '/') == latest_b
+    run_dir = osp.dirname(osp.dirname(latest_a))
+    assert analyze_logs.resolve_log(run_dir) == latest_a
+    assert analyze_logs.resolve_log(osp.dirname(latest_a)) == latest_a
+    scalars = osp.join(osp.dirname(latest_a), 'scalars.json')
+    assert analyze_logs.resolve_log(scalars) == scalars  # a file is taken as it is
+    assert analyze_logs.run_name(latest_a) == 'run_a'
+    assert analyze_logs.run_name(str(tmp_path / 'my_log.json')) == 'my_log'
+    (tmp_path / 'empty_work_dir').mkdir()
+    with pytest.raises(FileNotFoundError, match='no json log in .*empty_work_dir: expected '
+                       'a work dir with <timestamp>/vis_data/<timestamp>.json'):
+        analyze_logs.resolve_log(str(tmp_path / 'empty_work_dir'))
+
+
+def test_two_runs_are_two_curves_on_one_axes_named_after_their_work_dirs(two_runs,
+                                                                         tmp_path):
+    run_a, run_b, _, _ = two_runs
+    out = tmp_path / 'compare.png'
+    lines = analyze_logs.main(['plot_curve', run_a, run_b, '--keys', 'loss', '--out',
+                               str(out)])
+    assert [line.get_label() for line in lines] == ['run_a', 'run_b']
+    assert lines[0].axes is lines[1].axes
+    legend = [text.get_text() for text in lines[0].axes.get_legend().get_texts()]
+    assert legend == ['run_a', 'run_b']
+    # the latest run of run_a (loss 2 / step), not the older one (9 / step)
+    assert list(lines[0].get_xdata()) == [1, 2, 3, 4]
+    assert list(lines[0].get_ydata()) == pytest.approx([2.0, 1.0, 2 / 3, 0.5])
+    assert list(lines[1].get_ydata()) == pytest.approx([4.0, 2.0, 4 / 3, 1.0])
+    img = cv2.imread(str(out))
+    assert img.shape[0] > 300 and img.shape[1] > 500 and img.std() > 10
+
+
+def test_each_key_of_each_run_is_one_curve(two_runs, tmp_path):
+    run_a, run_b, _, _ = two_runs
+    lines = analyze_logs.main(['plot_curve', run_a, run_b, '--keys', 'loss', 'bbox_mAP',
+                               '--out', str(tmp_path / 'c.png')])
+    assert [line.get_label() for line in lines] == [
+        'run_a: loss', 'run_a: coco/bbox_mAP', 'run_b: loss', 'run_b: coco/bbox_mAP']
+    assert len({id(line.axes) for line in lines}) == 1
+    # validation values at the last iteration of their epoch
+    assert list(lines[3].get_xdata()) == [2, 4]
+    assert list(lines[3].get_ydata()) == pytest.approx([0.4, 0.8])
+    lines = analyze_logs.main(['plot_curve', run_a, run_b, '--keys', 'loss', 'bbox_mAP',
+                               '--legend', 'A', 'B', '--out', str(tmp_path / 'c.png')])
+    assert [line.get_label() for line in lines] == [
+        'A: loss', 'A: coco/bbox_mAP', 'B: loss', 'B: coco/bbox_mAP']
+
+
+def test_one_run_is_labelled_by_key_and_repeated_names_are_numbered(json_log, tmp_path):
+    lines = analyze_logs.main(['plot_curve', json_log, '--keys', 'loss', 'loss_cls',
+                               '--out', str(tmp_path / 'c.png')])
+    assert [line.get_label() for line in lines] == ['loss', 'loss_cls']
+    lines = analyze_logs.main(['plot_curve', json_log, json_log, '--keys', 'loss',
+                               '--out', str(tmp_path / 'c.png')])
+    assert [line.get_label() for line in lines] == ['run #1', 'run #2']
+
+
+def test_cal_train_time_compares_the_runs(two_runs, capsys):
+    run_a, run_b, latest_a, latest_b = two_runs
+    stats = analyze_logs.main(['cal_train_time', run_a, run_b])
+    out = capsys.readouterr().out
+    assert f'-----Analyze train time of {latest_a}-----' in out
+    assert f'-----Analyze train time of {latest_b}-----' in out
+    # first iteration of each epoch left out: a: 0.2, 0.6; b: 0.1, 0.3
+    assert stats['run_a']['average'] == pytest.approx(0.4)
+    assert stats['run_b']['average'] == pytest.approx(0.2)
+    assert out.rstrip().splitlines()[-3:] == ['run    average s/iter', 'run_b  0.2000',
+                                              'run_a  0.4000']
+
+
 # ---------------------------------------------------------------- browse_dataset
 
 @pytest.mark.slow
