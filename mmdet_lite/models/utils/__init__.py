@@ -27,3 +27,8 @@ __all__ += [
     'aligned_bilinear', 'center_of_mass', 'generate_coordinate', 'levels_to_images',
     'relative_coordinate_maps'
 ]
+
+# Folding eval-mode BatchNorm into the preceding conv (tools/model_converters/fuse_conv_bn.py).
+from .fuse_conv_bn import fuse_conv_bn  # noqa: E402
+
+__all__ += ['fuse_conv_bn']
