@@ -21,6 +21,11 @@ Flags follow mmdetection's ``tools/test.py``:
   the test dataset runs the config's ``tta_pipeline``. A config without them gets, with a
   warning, ``DetTTAModel`` (NMS IoU 0.5, 100 boxes per image) and the test pipeline with
   its last step replaced by a ``TestTimeAug`` of flipped + unflipped views.
+- ``--report DIR``: after testing, write the HTML report of
+  ``tools/analysis_tools/report.py`` into ``DIR`` (``DIR/index.html``): the metrics, per-class
+  AP, precision-recall curves, confusion matrix and worst images; training curves when the
+  checkpoint's folder is a training work dir. The predictions go to ``--out`` or, without
+  it, to ``DIR/results.pkl``.
 - ``--cfg-options KEY=VALUE ...`` and ``--launcher`` as in ``tools/train.py``.
 
 The checkpoint is read with ``torch.load(weights_only=True)`` plus the allow-list of
@@ -55,6 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--allow-partial-load', action='store_true',
                         help='test even if the checkpoint lacks some of the model\'s weights '
                         'or has some in another shape (they stay randomly initialised)')
+    parser.add_argument('--report', metavar='DIR',
+                        help='write an HTML report (DIR/index.html) after testing; the '
+                        'predictions go to --out or DIR/results.pkl')
     parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
                         help='override config entries; a key the config lacks is added')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -127,6 +135,8 @@ def main(argv=None) -> None:
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl/.pickle file, got {args.out}')
+    if args.report is not None and args.out is None:
+        args.out = osp.join(args.report, 'results.pkl')  # the report reads them back
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     setup_work_dir(cfg, args.config, args.work_dir)
@@ -155,12 +165,30 @@ def main(argv=None) -> None:
     from mmdet_lite.engine import allow_unsafe_checkpoint
     try:
         with allow_unsafe_checkpoint(*args.trust_checkpoint):
-            runner.test()
+            metrics = runner.test()
     except BaseException:
         if dump is not None and dump.written:
             print(f'note: the predictions were saved to {args.out} before the failure',
                   file=sys.stderr)
         raise
+    if args.report is not None:
+        write_html_report(cfg, args, metrics)
+
+
+def write_html_report(cfg, args: argparse.Namespace, metrics: dict) -> None:
+    """``--report``: the HTML report of the predictions just dumped to ``args.out``, with
+    the metrics the test computed; training curves if the checkpoint sits in a work dir."""
+    from mmengine.dist import is_main_process
+    if not is_main_process():  # the predictions were gathered on rank 0
+        return
+    from mmdet_lite.analysis.report import load_results, write_report
+    path = write_report(
+        cfg, load_results(args.out), args.report,
+        work_dir=osp.dirname(osp.abspath(args.checkpoint)), metrics=metrics,
+        require_training_log=False,
+        facts=[f'config: {args.config}', f'checkpoint: {args.checkpoint}',
+               f'predictions: {args.out}'])
+    print(f'report written to {path}')
 
 
 if __name__ == '__main__':
