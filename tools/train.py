@@ -30,7 +30,9 @@ Bad input (missing files, unknown keys, invalid values) ends with a one-line ``e
 on stderr and exit status 2; ``MMDET_LITE_DEBUG=1`` shows the traceback. So does a training
 stopped by a non-finite loss, with the command that goes on from the last checkpoint.
 Ctrl-C prints one line, where training stopped, the last checkpoint and the command that
-resumes it, and exits with status 130.
+resumes it, and exits with status 130; also when the ``KeyboardInterrupt`` it raised was
+swallowed on its way up (the SIGINT is recorded and raised again at the next iteration, see
+:func:`mmdet_lite.apis.cli.record_sigint`).
 """
 import argparse
 import logging
@@ -40,7 +42,8 @@ import os.path as osp
 
 from mmdet_lite.apis.cli import (UserInputError, build_runner,
                                  exit_on_user_error, load_config, note_run,
-                                 prepare_cpu_distributed, setup_work_dir)
+                                 prepare_cpu_distributed, record_sigint,
+                                 setup_work_dir)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -135,7 +138,18 @@ def check_runner_type_resets_optimizer(cfg) -> None:
 
 @exit_on_user_error
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    with record_sigint() as sigint:
+        train(parse_args(argv), sigint)
+
+
+def train(args: argparse.Namespace, sigint) -> None:
+    """Build the Runner from the command line's config and train.
+
+    Args:
+        args (argparse.Namespace): The parsed command line.
+        sigint (SigintRecord): Ctrl-C as recorded by
+            :func:`~mmdet_lite.apis.cli.record_sigint`, checked at every iteration.
+    """
     # the config first: its errors need neither torch nor the registries
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
@@ -168,6 +182,8 @@ def main(argv=None) -> None:
     else:
         runner = build_runner(cfg)
     note_run('train', args, cfg, runner)
+    from mmdet_lite.apis.sigint_hook import SigintCheckHook
+    runner.register_hook(SigintCheckHook(sigint))
     # no file is trusted for where it lies (its own work dir included), only by name
     with allow_unsafe_checkpoint(*args.trust_checkpoint):
         runner.train()

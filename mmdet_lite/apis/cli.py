@@ -10,11 +10,13 @@ lines with an ETA at the same interval, which is the progress report of those lo
 draws no progress bar there). Pass ``--cfg-options default_hooks.logger.interval=1`` to see
 every batch.
 """
+import contextlib
 import functools
 import os
 import os.path as osp
+import signal
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from mmengine.config import Config
 
@@ -29,7 +31,7 @@ __all__ = ['DEBUG_ENV', 'NEW_KEY_PREFIX', 'UserInputError', 'one_line_message',
            'exit_on_user_error', 'load_config', 'read_config_file', 'parse_cfg_options',
            'check_key_exists', 'note_run', 'read_last_checkpoint', 'resume_command',
            'setup_work_dir', 'build_runner', 'prepare_cpu_distributed',
-           'check_no_sync_bn_on_cpu']
+           'check_no_sync_bn_on_cpu', 'SigintRecord', 'record_sigint']
 
 DEBUG_ENV = 'MMDET_LITE_DEBUG'
 # Errors that mean "fix your input"; anything else is a bug and keeps its traceback.
@@ -84,6 +86,72 @@ def _raised_by_interrupt(err: BaseException) -> bool:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return False
+
+
+class SigintRecord:
+    """Whether Ctrl-C (SIGINT) came while :func:`record_sigint` was in force.
+
+    Attributes:
+        received (bool): A SIGINT arrived.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def raise_if_received(self) -> None:
+        """Raise ``KeyboardInterrupt`` again if a SIGINT came; for the places a run passes
+        often (a hook at each iteration) in case the first one was swallowed."""
+        if self.received:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def record_sigint() -> Iterator[SigintRecord]:
+    """Make Ctrl-C stop a run even where a ``KeyboardInterrupt`` gets swallowed.
+
+    Python turns SIGINT into a ``KeyboardInterrupt`` raised in whatever the main thread
+    runs at that moment. Where that is Python code called from C that ignores errors (an
+    attribute lookup through a C API that clears them, a finalizer, a callback), the
+    exception vanishes without a trace and a training goes on to its end, exit status 0.
+    Inside this block a SIGINT is also written down, in the yielded record: raise it again
+    at the run's next step with :meth:`SigintRecord.raise_if_received` (the training tool
+    registers a hook that does), and leaving the block with a recorded SIGINT raises
+    ``KeyboardInterrupt`` (the cause being any other error that ended the block), so that
+    :func:`exit_on_user_error` reports the interrupt and exits with status 130.
+
+    Only Python's own SIGINT handler is replaced, in the main thread, and restored on
+    exit: a process that ignores SIGINT (started with ``nohup``, say) or whose caller
+    handles it keeps that behaviour, and the record then stays empty.
+
+    Yields:
+        SigintRecord: Its ``received`` turns True at the first SIGINT.
+    """
+    record = SigintRecord()
+
+    def on_sigint(signum, frame):
+        record.received = True
+        raise KeyboardInterrupt  # what Python's own handler does
+
+    previous = signal.getsignal(signal.SIGINT)
+    installed = False
+    if previous is signal.default_int_handler:
+        try:
+            signal.signal(signal.SIGINT, on_sigint)
+            installed = True
+        except ValueError:  # not the main thread: signals cannot be handled here
+            pass
+    try:
+        yield record
+    except BaseException as err:
+        if record.received and not _raised_by_interrupt(err):
+            raise KeyboardInterrupt from err
+        raise
+    else:
+        if record.received:  # swallowed on its way out, after the run's last step
+            raise KeyboardInterrupt
+    finally:
+        if installed:
+            signal.signal(signal.SIGINT, previous)
 
 
 def setup_work_dir(cfg: Config, config_path: str, work_dir: Optional[str]) -> None:

@@ -3,10 +3,17 @@
 ``--cfg-options KEY=VALUE`` adds a key the config lacks, as mmdetection's tools do, with a
 warning naming the existing key when it looks like a typo of one; ``+KEY=VALUE`` adds a
 key without that check. A number in the config must be overridden by a number.
+
+Values are read as mmengine's ``DictAction`` reads them (numbers, ``True``/``None``, lists
+and tuples of those, bare words as strings), and in addition a value with ``dict(...)``
+in it is read as the Python literal it spells, as a config file would:
+``visualizer.vis_backends=[dict(type='LocalVisBackend'),dict(type='TensorboardVisBackend')]``
+gives a list of two dicts, where ``DictAction`` gives two strings that no registry builds.
 """
 import ast
 import difflib
 import os.path as osp
+import re
 import traceback
 import warnings
 from numbers import Number
@@ -214,12 +221,69 @@ def _split_cfg_options(items: List[str]) -> dict:
         if '=' not in item:
             raise UserInputError(f'--cfg-options expects KEY=VALUE, got {item!r}')
         key, text = item.split('=', maxsplit=1)
-        options[key] = (text, DictAction._parse_iterable(text))
+        options[key] = (text, parse_cfg_value(text))
     return options
 
 
+# ``dict(`` as a call, not as the end of a longer name such as ``mydict(``.
+_DICT_CALL = re.compile(r'(?<![\w.])dict\s*\(')
+
+
+def parse_cfg_value(text: str) -> Any:
+    """One ``--cfg-options`` value: as mmengine's ``DictAction`` reads it, except that a
+    value with ``dict(...)`` in it is read as the config literal it spells.
+
+    ``DictAction`` splits ``[dict(type='A'),dict(type='B')]`` at its commas and keeps each
+    item as the string ``"dict(type='A')"``, which no registry can build. Such a value is
+    parsed here as a Python expression made of ``dict(key=value, ...)`` calls, ``{...}``,
+    lists, tuples, numbers and quoted strings; bare words (``[dict(type=A)]``) read as
+    ``DictAction`` reads them (``None``, ``true``, else a string). A value that is not such
+    an expression is left to ``DictAction``.
+
+    Args:
+        text (str): The text after ``KEY=``.
+
+    Returns:
+        The parsed value.
+    """
+    if _DICT_CALL.search(text):
+        try:
+            return _config_literal(ast.parse(text.strip(), mode='eval').body)
+        except (SyntaxError, ValueError):
+            pass  # not a literal: read it as mmengine would
+    return DictAction._parse_iterable(text)
+
+
+def _config_literal(node: ast.AST) -> Any:
+    """The value of an expression node built from literals and ``dict(k=v, ...)`` calls.
+
+    Raises:
+        ValueError: The node is anything else (a name call, an attribute, arithmetic ...).
+    """
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):  # a bare word, as DictAction reads one
+        return DictAction._parse_int_float_bool(node.id)
+    if isinstance(node, ast.List):
+        return [_config_literal(item) for item in node.elts]
+    if isinstance(node, ast.Tuple):
+        return tuple(_config_literal(item) for item in node.elts)
+    if isinstance(node, ast.Dict) and None not in node.keys:  # no ``**other``
+        return {_config_literal(k): _config_literal(v) for k, v in zip(node.keys, node.values)}
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == 'dict' and not node.args
+            and all(kw.arg is not None for kw in node.keywords)):
+        return {kw.arg: _config_literal(kw.value) for kw in node.keywords}
+    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd))
+            and isinstance(node.operand, ast.Constant)
+            and isinstance(node.operand.value, (int, float))):
+        return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
+    raise ValueError(f'not a config literal: {ast.dump(node)}')
+
+
 def parse_cfg_options(items: List[str]) -> dict:
-    """Parse ``KEY=VALUE`` strings the way mmengine's ``DictAction`` does."""
+    """Parse ``KEY=VALUE`` strings the way mmengine's ``DictAction`` does (and
+    ``dict(...)`` values as dicts, see :func:`parse_cfg_value`)."""
     return {key: value for key, (_, value) in _split_cfg_options(items).items()}
 
 
