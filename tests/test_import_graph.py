@@ -25,6 +25,7 @@ FLOORS = [
     ('visualization', ['mmdet_lite.visualization']),
     ('engine', ['mmdet_lite.engine']),
     ('apis', ['mmdet_lite.apis']),
+    ('deployment', ['mmdet_lite.deployment']),
     ('analysis', ['mmdet_lite.analysis']),
 ]
 # Packages on the same floor that must not import each other (either way).
