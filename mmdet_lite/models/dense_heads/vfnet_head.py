@@ -18,7 +18,8 @@ gt). At test time only the IoU-aware scores and the refined boxes are used.
 
 As mmdetection, the class derives from ATSSHead and FCOSHead but runs only
 :class:`AnchorFreeHead`'s constructor: its layers are FCOS-like (``cls_convs`` /
-``reg_convs``), its targets borrow ATSSHead's or FCOSHead's code.
+``reg_convs``), its targets borrow ATSSHead's or FCOSHead's code
+(:class:`~.vfnet_targets.VFNetTargetsMixin`, in vfnet_targets.py).
 """
 from typing import List, Sequence, Tuple
 
@@ -35,11 +36,13 @@ from ..task_modules.samplers import PseudoSampler
 from .anchor_free_head import AnchorFreeHead, AnchorFreeHeadArgumentError, flatten_levels
 from .atss_head import ATSSHead
 from .fcos_head import INF, FCOSHead
+from .vfnet_targets import VFNetTargetsMixin
 
 
 @MODELS.register_module()
-class VFNetHead(ATSSHead, FCOSHead):
-    """VarifocalNet head.
+class VFNetHead(VFNetTargetsMixin, ATSSHead, FCOSHead):
+    """VarifocalNet head; its targets (``get_targets``, ``get_anchors``) come from
+    :class:`~.vfnet_targets.VFNetTargetsMixin`.
 
     State dict: ``cls_convs.{i}`` / ``reg_convs.{i}`` (ConvModules with GN), ``vfnet_reg_conv``
     (ConvModule), ``vfnet_reg``, ``scales.{l}.scale``, ``vfnet_reg_refine_dconv`` (a
@@ -371,100 +374,3 @@ class VFNetHead(ATSSHead, FCOSHead):
             loss_cls = self.loss_cls(flat_cls_scores, flat_labels, weight=label_weights,
                                      avg_factor=num_pos_avg_per_gpu)
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_bbox_rf=loss_bbox_refine)
-
-    def get_targets(self,
-                    cls_scores: List[Tensor],
-                    mlvl_points: List[Tensor],
-                    batch_gt_instances: InstanceList,
-                    batch_img_metas: List[dict],
-                    batch_gt_instances_ignore: OptInstanceList = None) -> tuple:
-        """Targets of every point, from ATSS (``use_atss``) or FCOS's rules.
-
-        Args:
-            cls_scores (list[Tensor]): Per level [B, num_classes, H_l, W_l] (for the sizes).
-            mlvl_points (list[Tensor]): Per level points [N_l, 2].
-            batch_gt_instances (list[InstanceData]): ``bboxes`` and ``labels`` per image.
-            batch_img_metas (list[dict]): Meta of each image.
-            batch_gt_instances_ignore (list[InstanceData | None], optional): Boxes to ignore.
-
-        Returns:
-            tuple: ``labels`` (per level [B * N_l]), ``label_weights`` ([sum B * N_l], or None
-            with FCOS), ``bbox_targets`` (per level [B * N_l, 4], (l, t, r, b) in pixels) and
-            ``bbox_weights`` (or None with FCOS).
-        """
-        if self.use_atss:
-            return self.get_atss_targets(cls_scores, mlvl_points, batch_gt_instances,
-                                         batch_img_metas, batch_gt_instances_ignore)
-        # FCOSHead.get_targets reads norm_on_bbox, an argument VFNetHead does not take.
-        self.norm_on_bbox = False
-        return self.get_fcos_targets(mlvl_points, batch_gt_instances)
-
-    def _get_targets_single(self, *args, **kwargs) -> tuple:
-        """ATSSHead's or FCOSHead's per-image targets, by ``use_atss``."""
-        if self.use_atss:
-            return ATSSHead._get_targets_single(self, *args, **kwargs)
-        return FCOSHead._get_targets_single(self, *args, **kwargs)
-
-    def get_fcos_targets(self, points: List[Tensor], batch_gt_instances: InstanceList) -> tuple:
-        """FCOS targets: per level ``labels`` [B * N_l] and ``bbox_targets`` [B * N_l, 4],
-        with None for the label and box weights."""
-        labels, bbox_targets = FCOSHead.get_targets(self, points, batch_gt_instances)
-        return labels, None, bbox_targets, None
-
-    def get_anchors(self, featmap_sizes: List[Tuple[int, int]], batch_img_metas: List[dict],
-                    device: torch.device = 'cuda') -> tuple:
-        """ATSS anchors of every image and their valid flags (inside ``pad_shape``).
-
-        Returns:
-            tuple: ``anchor_list`` and ``valid_flag_list``, per image, per level
-            [N_l, 4] and bool [N_l].
-        """
-        mlvl_anchors = self.atss_prior_generator.grid_priors(featmap_sizes, device=device)
-        anchor_list = [mlvl_anchors for _ in batch_img_metas]
-        valid_flag_list = [
-            self.atss_prior_generator.valid_flags(featmap_sizes, img_meta['pad_shape'],
-                                                  device=device)
-            for img_meta in batch_img_metas]
-        return anchor_list, valid_flag_list
-
-    def get_atss_targets(self,
-                         cls_scores: List[Tensor],
-                         mlvl_points: List[Tensor],
-                         batch_gt_instances: InstanceList,
-                         batch_img_metas: List[dict],
-                         batch_gt_instances_ignore: OptInstanceList = None) -> tuple:
-        """ATSS targets of the anchors, turned into (l, t, r, b) targets of their points.
-
-        Returns:
-            tuple: ``labels`` (per level [B * N_l]), ``label_weights`` [sum B * N_l],
-            ``bbox_targets`` (per level [B * N_l, 4]) and ``bbox_weights``
-            [sum B * N_l * 4].
-        """
-        featmap_sizes = [score.size()[-2:] for score in cls_scores]
-        if not (len(featmap_sizes) == self.atss_prior_generator.num_levels ==
-                self.fcos_prior_generator.num_levels):
-            raise AnchorFreeHeadArgumentError(
-                f'expected {self.atss_prior_generator.num_levels} levels of predictions, got '
-                f'{len(featmap_sizes)}')
-        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas,
-                                                        device=cls_scores[0].device)
-        (_, labels_list, label_weights_list, bbox_targets_list, bbox_weights_list,
-         _) = ATSSHead.get_targets(self, anchor_list, valid_flag_list, batch_gt_instances,
-                                   batch_img_metas, batch_gt_instances_ignore,
-                                   unmap_outputs=True)
-        bbox_targets_list = self.transform_bbox_targets(
-            [targets.reshape(-1, 4) for targets in bbox_targets_list], mlvl_points,
-            len(batch_img_metas))
-        labels_list = [labels.reshape(-1) for labels in labels_list]
-        label_weights = torch.cat([weights.reshape(-1) for weights in label_weights_list])
-        bbox_weights = torch.cat([weights.reshape(-1) for weights in bbox_weights_list])
-        return labels_list, label_weights, bbox_targets_list, bbox_weights
-
-    def transform_bbox_targets(self, decoded_bboxes: List[Tensor], mlvl_points: List[Tensor],
-                               num_imgs: int) -> List[Tensor]:
-        """Boxes (x1, y1, x2, y2) [B * N_l, 4] per level -> (l, t, r, b) from the points."""
-        if len(decoded_bboxes) != len(mlvl_points):
-            raise AnchorFreeHeadArgumentError(
-                f'{len(decoded_bboxes)} levels of boxes for {len(mlvl_points)} of points')
-        return [self.bbox_coder.encode(points.repeat(num_imgs, 1), bboxes)
-                for bboxes, points in zip(decoded_bboxes, mlvl_points)]

@@ -5,22 +5,21 @@ Expected config values are written from mmdetection's atss_r50_fpn_1x_coco.py; e
 come from helpers_atss_gfl_keys (mmdetection's module definitions). The R-50 model is built
 without ``init_weights`` (its init_cfg would download torchvision weights).
 """
-import copy
-import inspect
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_finite_losses, init_weights_quietly, make_batch, make_det_sample
+from helpers import assert_finite_losses, init_weights_quietly
+from helpers_atss_family import (LEVEL_SIZES, assert_single_stage_signature, predict_rescaled,
+                                 preprocess, random_checkpoint, tiny_model, train_losses,
+                                 two_images)
 from helpers_atss_gfl_keys import atss_r50_fpn_coco
 from helpers_state_dict import shapes_of
 from mmengine.config import Config
-from mmengine.optim import OptimWrapper
 
 from mmdet_lite.models.dense_heads import ATSSHead
-from mmdet_lite.models.detectors import ATSS, SingleStageDetector
+from mmdet_lite.models.detectors import ATSS
 from mmdet_lite.registry import MODELS
-from mmdet_lite.structures import DetDataSample
 from mmdet_lite.utils import register_all_modules
 
 register_all_modules()
@@ -57,32 +56,8 @@ MMDET_MODEL = dict(
 
 
 def tiny_atss() -> ATSS:
-    """The COCO model shrunk: ResNet-18 with 16 base channels, 32-channel neck and head
-    (GN with 32 groups), 2 convs per tower, 3 classes, 16x16 anchors on P3."""
-    cfg = Config.fromfile(str(COCO_CONFIG)).model
-    cfg.backbone.update(depth=18, base_channels=16, frozen_stages=-1, norm_eval=False,
-                        init_cfg=None)
-    cfg.neck.update(in_channels=[16, 32, 64, 128], out_channels=32)
-    cfg.bbox_head.update(num_classes=3, in_channels=32, feat_channels=32, stacked_convs=2)
-    cfg.bbox_head.anchor_generator.octave_base_scale = 2
-    cfg.test_cfg.score_thr = 0.0  # keep detections of the untrained model
-    model = MODELS.build(cfg)
-    init_weights_quietly(model)
-    return model
-
-
-def batch(img_shape=(64, 64), scale_factor=(1.0, 1.0)):
-    ori_shape = tuple(round(s / f) for s, f in zip(img_shape, scale_factor[::-1]))
-    return make_batch([
-        make_det_sample([[8, 8, 40, 40]], [0], img_shape=img_shape, ori_shape=ori_shape,
-                        scale_factor=scale_factor),
-        make_det_sample([[4, 24, 36, 60], [40, 4, 60, 20]], [2, 1], img_shape=img_shape,
-                        ori_shape=ori_shape, scale_factor=scale_factor)])
-
-
-def preprocess(model, data, training=False):
-    data = model.data_preprocessor(copy.deepcopy(data), training)
-    return data['inputs'], data['data_samples']
+    """The COCO model shrunk (helpers_atss_family.tiny_model): 16x16 anchors on P3."""
+    return tiny_model(COCO_CONFIG)
 
 
 # ----------------------------------------------------------------------------- config / keys
@@ -107,9 +82,7 @@ def test_state_dict_keys_and_shapes_equal_mmdetection():
     assert len(expected) == 318 + 16 + 35
     assert shapes_of(model) == expected
     # so an mmdetection checkpoint loads strictly, values and all
-    state = {k: torch.rand(shape) if shape else torch.tensor(3.5)
-             for k, shape in expected.items() if not k.endswith('num_batches_tracked')}
-    state.update({k: torch.tensor(7) for k in expected if k.endswith('num_batches_tracked')})
+    state = random_checkpoint(expected)
     model.load_state_dict(state, strict=True)
     assert torch.equal(model.bbox_head.atss_centerness.weight,
                        state['bbox_head.atss_centerness.weight'])
@@ -117,11 +90,7 @@ def test_state_dict_keys_and_shapes_equal_mmdetection():
 
 
 def test_signature_and_registry():
-    params = inspect.signature(ATSS.__init__).parameters
-    assert list(params) == ['self', 'backbone', 'neck', 'bbox_head', 'train_cfg', 'test_cfg',
-                            'data_preprocessor', 'init_cfg']
-    assert params['neck'].default is inspect.Parameter.empty
-    assert MODELS.get('ATSS') is ATSS and issubclass(ATSS, SingleStageDetector)
+    assert_single_stage_signature(ATSS)
 
 
 # ----------------------------------------------------------------------------- forward modes
@@ -131,10 +100,10 @@ def test_tensor_loss_and_predict_modes():
     model = tiny_atss()
     assert isinstance(model.bbox_head, ATSSHead)
     assert model.bbox_head.train_cfg.assigner.topk == 9
-    inputs, samples = preprocess(model, batch(), training=True)
+    inputs, samples = preprocess(model, two_images(), training=True)
 
     cls_scores, bbox_preds, centernesses = model(inputs, mode='tensor')
-    sizes = [8, 4, 2, 1, 1]  # 64 px at strides 8..128
+    sizes = LEVEL_SIZES  # 64 px at strides 8..128
     assert [tuple(c.shape) for c in cls_scores] == [(2, 3, s, s) for s in sizes]
     assert [tuple(b.shape) for b in bbox_preds] == [(2, 4, s, s) for s in sizes]
     assert [tuple(c.shape) for c in centernesses] == [(2, 1, s, s) for s in sizes]
@@ -146,33 +115,15 @@ def test_tensor_loss_and_predict_modes():
 
 
 def test_predict_returns_boxes_in_original_image_pixels():
-    model = tiny_atss().eval()
-    # 64x64 inputs resized from 32x32 originals
-    inputs, samples = preprocess(model, batch(scale_factor=(2.0, 2.0)))
-    with torch.no_grad():
-        in_input = [s.pred_instances.clone() for s in model.predict(
-            inputs, copy.deepcopy(samples), rescale=False)]
-        results = model(inputs, samples, mode='predict')
-    assert len(results) == 2 and all(isinstance(r, DetDataSample) for r in results)
-    for result, resized in zip(results, in_input):
-        pred = result.pred_instances
-        assert 0 < len(pred) <= 100 and pred.bboxes.shape == (len(pred), 4)
-        assert pred.labels.dtype == torch.long and torch.all(pred.labels < 3)
+    for pred in predict_rescaled(tiny_atss()):
         # class probability x centerness probability, highest first
-        assert torch.all((pred.scores > 0) & (pred.scores < 1))
         assert torch.equal(pred.scores, pred.scores.sort(descending=True)[0])
-        assert torch.allclose(pred.bboxes, resized.bboxes / 2, atol=1e-4)
-        assert pred.bboxes.max() <= 32 + 1e-4
 
 
 @pytest.mark.slow
 def test_a_few_steps_reduce_the_loss():
     torch.manual_seed(0)
-    model = tiny_atss()
-    optim_wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=2e-3))
-    data = batch()
-    losses = [model.train_step(copy.deepcopy(data), optim_wrapper)['loss'].item()
-              for _ in range(15)]
+    losses = train_losses(tiny_atss(), two_images(), steps=15)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-3:]) / 3 < 0.8 * losses[0]
 
@@ -192,7 +143,7 @@ def test_shapes_config_builds_and_runs_one_loss_forward():
     assert shapes['bbox_head.cls_convs.0.gn.weight'] == (64, )
     assert shapes['bbox_head.atss_cls.weight'] == (3, 64, 3, 3)
     init_weights_quietly(model)
-    inputs, samples = preprocess(model, batch(img_shape=(96, 96)), training=True)
+    inputs, samples = preprocess(model, two_images(img_shape=(96, 96)), training=True)
     losses = model(inputs, samples, mode='loss')
     assert set(losses) == {'loss_cls', 'loss_bbox', 'loss_centerness'}
     assert_finite_losses(losses)

@@ -6,23 +6,22 @@ gfl_r50_fpn_ms-2x_coco.py; expected keys come from helpers_atss_gfl_keys (mmdete
 definitions). The R-50 model is built without ``init_weights`` (its init_cfg would download
 torchvision weights).
 """
-import copy
-import inspect
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_finite_losses, init_weights_quietly, make_batch, make_det_sample
+from helpers import assert_finite_losses
+from helpers_atss_family import (LEVEL_SIZES, assert_single_stage_signature, predict_rescaled,
+                                 preprocess, random_checkpoint, tiny_model, train_losses,
+                                 two_images)
 from helpers_atss_gfl_keys import gfl_r50_fpn_coco
 from helpers_state_dict import shapes_of
 from mmengine.config import Config
-from mmengine.optim import OptimWrapper
 from torchvision.ops import box_iou
 
 from mmdet_lite.models.dense_heads import GFLHead
-from mmdet_lite.models.detectors import GFL, SingleStageDetector
+from mmdet_lite.models.detectors import GFL
 from mmdet_lite.registry import MODELS
-from mmdet_lite.structures import DetDataSample
 from mmdet_lite.utils import register_all_modules
 
 register_all_modules()
@@ -56,34 +55,9 @@ MMDET_MODEL = dict(
 
 
 def tiny_gfl() -> GFL:
-    """The COCO model shrunk: ResNet-18 with 16 base channels, 32-channel neck and head
-    (GN with 32 groups), 2 convs per tower, 3 classes, 16x16 anchors on P3, distances up to
-    8 strides."""
-    cfg = Config.fromfile(str(COCO_CONFIG)).model
-    cfg.backbone.update(depth=18, base_channels=16, frozen_stages=-1, norm_eval=False,
-                        init_cfg=None)
-    cfg.neck.update(in_channels=[16, 32, 64, 128], out_channels=32)
-    cfg.bbox_head.update(num_classes=3, in_channels=32, feat_channels=32, stacked_convs=2,
-                         reg_max=8)
-    cfg.bbox_head.anchor_generator.octave_base_scale = 2
-    cfg.test_cfg.score_thr = 0.0  # keep detections of the untrained model
-    model = MODELS.build(cfg)
-    init_weights_quietly(model)
-    return model
-
-
-def batch(img_shape=(64, 64), scale_factor=(1.0, 1.0)):
-    ori_shape = tuple(round(s / f) for s, f in zip(img_shape, scale_factor[::-1]))
-    return make_batch([
-        make_det_sample([[8, 8, 40, 40]], [0], img_shape=img_shape, ori_shape=ori_shape,
-                        scale_factor=scale_factor),
-        make_det_sample([[4, 24, 36, 60], [40, 4, 60, 20]], [2, 1], img_shape=img_shape,
-                        ori_shape=ori_shape, scale_factor=scale_factor)])
-
-
-def preprocess(model, data, training=False):
-    data = model.data_preprocessor(copy.deepcopy(data), training)
-    return data['inputs'], data['data_samples']
+    """The COCO model shrunk (helpers_atss_family.tiny_model): 16x16 anchors on P3,
+    distances up to 8 strides."""
+    return tiny_model(COCO_CONFIG, reg_max=8)
 
 
 # ----------------------------------------------------------------------------- config / keys
@@ -127,9 +101,7 @@ def test_state_dict_keys_and_shapes_equal_mmdetection():
     assert len(expected) == 318 + 16 + 34
     assert shapes_of(model) == expected
     # so an mmdetection checkpoint loads strictly, values and all
-    state = {k: torch.rand(shape) if shape else torch.tensor(3.5)
-             for k, shape in expected.items() if not k.endswith('num_batches_tracked')}
-    state.update({k: torch.tensor(7) for k in expected if k.endswith('num_batches_tracked')})
+    state = random_checkpoint(expected)
     model.load_state_dict(state, strict=True)
     assert torch.equal(model.bbox_head.gfl_reg.weight, state['bbox_head.gfl_reg.weight'])
     # Integral's project is a saved buffer: it loads like the weights
@@ -138,11 +110,7 @@ def test_state_dict_keys_and_shapes_equal_mmdetection():
 
 
 def test_signature_and_registry():
-    params = inspect.signature(GFL.__init__).parameters
-    assert list(params) == ['self', 'backbone', 'neck', 'bbox_head', 'train_cfg', 'test_cfg',
-                            'data_preprocessor', 'init_cfg']
-    assert params['neck'].default is inspect.Parameter.empty
-    assert MODELS.get('GFL') is GFL and issubclass(GFL, SingleStageDetector)
+    assert_single_stage_signature(GFL)
 
 
 # ----------------------------------------------------------------------------- forward modes
@@ -152,10 +120,10 @@ def test_tensor_loss_and_predict_modes():
     model = tiny_gfl()
     assert isinstance(model.bbox_head, GFLHead)
     assert model.bbox_head.train_cfg.assigner.topk == 9
-    inputs, samples = preprocess(model, batch(), training=True)
+    inputs, samples = preprocess(model, two_images(), training=True)
 
     cls_scores, bbox_preds = model(inputs, mode='tensor')
-    sizes = [8, 4, 2, 1, 1]  # 64 px at strides 8..128
+    sizes = LEVEL_SIZES  # 64 px at strides 8..128
     assert [tuple(c.shape) for c in cls_scores] == [(2, 3, s, s) for s in sizes]
     assert [tuple(b.shape) for b in bbox_preds] == [(2, 4 * 9, s, s) for s in sizes]
 
@@ -166,23 +134,9 @@ def test_tensor_loss_and_predict_modes():
 
 
 def test_predict_returns_boxes_in_original_image_pixels():
-    model = tiny_gfl().eval()
-    # 64x64 inputs resized from 32x32 originals
-    inputs, samples = preprocess(model, batch(scale_factor=(2.0, 2.0)))
-    with torch.no_grad():
-        in_input = [s.pred_instances.clone() for s in model.predict(
-            inputs, copy.deepcopy(samples), rescale=False)]
-        results = model(inputs, samples, mode='predict')
-    assert len(results) == 2 and all(isinstance(r, DetDataSample) for r in results)
-    for result, resized in zip(results, in_input):
-        pred = result.pred_instances
-        assert 0 < len(pred) <= 100 and pred.bboxes.shape == (len(pred), 4)
-        assert pred.labels.dtype == torch.long and torch.all(pred.labels < 3)
+    for pred in predict_rescaled(tiny_gfl()):
         # joint class-quality probabilities, highest first
-        assert torch.all((pred.scores > 0) & (pred.scores < 1))
         assert torch.equal(pred.scores, pred.scores.sort(descending=True)[0])
-        assert torch.allclose(pred.bboxes, resized.bboxes / 2, atol=1e-4)
-        assert pred.bboxes.max() <= 32 + 1e-4
 
 
 def top_detections_iou(model, data) -> float:
@@ -203,13 +157,10 @@ def test_training_fits_the_boxes_of_two_images():
     # total loss first grows; what must improve is the detections.
     torch.manual_seed(0)
     model = tiny_gfl()
-    optim_wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=2e-3))
-    data = batch()
+    data = two_images()
     before = top_detections_iou(model, data)
-    losses = [model.train_step(copy.deepcopy(data), optim_wrapper)
-              for _ in range(40)]
-    assert all(torch.isfinite(log_vars['loss']) for log_vars in losses)
-    peak = max(log_vars['loss'].item() for log_vars in losses)
-    assert losses[-1]['loss'].item() < 0.5 * peak
+    losses = train_losses(model, data, steps=40)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.5 * max(losses)
     after = top_detections_iou(model, data)
     assert after > 0.8 and after > before + 0.2
