@@ -26,6 +26,11 @@ Flags follow mmdetection's ``tools/test.py``:
   AP, precision-recall curves, confusion matrix and worst images; training curves when the
   checkpoint's folder is a training work dir. The predictions go to ``--out`` or, without
   it, to ``DIR/results.pkl``.
+- Fast path (on by default): once the checkpoint is loaded, BatchNorm is folded into the
+  convs, the model runs channels-last and predicts under ``torch.inference_mode``
+  (``FastInferenceHook``); detections equal the plain model's within float noise.
+  ``--no-fast-path`` runs the model as built. ``--compile`` also ``torch.compile``s the
+  backbone, neck and dense heads (minutes of compilation first).
 - ``--cfg-options KEY=VALUE ...`` and ``--launcher`` as in ``tools/train.py``.
 
 The checkpoint is read with ``torch.load(weights_only=True)`` plus the allow-list of
@@ -70,6 +75,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation with the config\'s tta_model and '
                         'tta_pipeline (defaults: flip TTA with DetTTAModel)')
+    parser.add_argument('--no-fast-path', action='store_true',
+                        help='run the model as built: no BN folding, channels-last or '
+                        'inference_mode')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the backbone, neck and dense heads')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -156,6 +166,11 @@ def main(argv=None) -> None:
         runner.register_hook(WeightsFitCheckHook(
             args.checkpoint, hint='pass --allow-partial-load to test anyway (those weights '
             'stay randomly initialised)'))
+    if not args.no_fast_path or args.compile:
+        from mmdet_lite.engine.hooks import FastInferenceHook
+        fast = not args.no_fast_path
+        runner.register_hook(FastInferenceHook(fuse_bn=fast, channels_last=fast,
+                                               inference_mode=fast, compile=args.compile))
     dump = None
     if args.out is not None:
         from mmdet_lite.evaluation.metrics.dump_results import AtomicDumpResults

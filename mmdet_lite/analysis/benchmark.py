@@ -184,10 +184,10 @@ def measure(fn: Callable[[], object], phase: str, model: str, repeat: int,
 
 def format_results(results: Sequence[PhaseResult]) -> str:
     """A fixed-width table, one row per (phase, model); times are in ms."""
-    lines = [f'{"phase":<12}{"model":<13}{"median_ms":>11}{"min_ms":>10}{"max_ms":>10}'
+    lines = [f'{"phase":<12}{"model":<19}{"median_ms":>11}{"min_ms":>10}{"max_ms":>10}'
              f'{"cpu_ms":>10}{"peak_rss_mb":>13}']
     for r in results:
-        lines.append(f'{r.phase:<12}{r.model:<13}{r.median_ms:>11.1f}{r.min_ms:>10.1f}'
+        lines.append(f'{r.phase:<12}{r.model:<19}{r.median_ms:>11.1f}{r.min_ms:>10.1f}'
                      f'{r.max_ms:>10.1f}{r.cpu_ms:>10.1f}{r.peak_rss_mb:>13.0f}')
     return '\n'.join(lines)
 

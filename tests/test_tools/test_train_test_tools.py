@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from helpers_tools import REPO_ROOT, TINY_CONFIG, run_tool, tiny_data_cfg_options
 
 from mmengine.config import Config
@@ -164,6 +165,35 @@ def test_test_tool_evaluates_dumps_predictions_and_draws(first_run, data_root, t
     edges = np.concatenate([changed[y - 1:y + 2, x1:x2 + 1].any(0) for y in (y1, y2)] +
                            [changed[y1:y2 + 1, x - 1:x + 2].any(1) for x in (x1, x2)])
     assert edges.mean() > 0.5
+
+
+@pytest.mark.slow
+def test_test_tool_fast_path_gives_the_plain_predictions(first_run, data_root, tmp_path):
+    """tools/test.py folds BN, runs channels-last under inference_mode by default;
+    --no-fast-path runs the model as built: the same predictions and metrics."""
+    work_dir, _, _ = first_run
+    results, logs = {}, {}
+    for name, flags in (('fast', []), ('plain', ['--no-fast-path'])):
+        out = tmp_path / f'{name}.pkl'
+        proc = run_tool('test', [TINY_CONFIG, work_dir / 'epoch_1.pth', '--work-dir',
+                                 tmp_path / name, '--out', out, *flags, '--cfg-options',
+                                 *tiny_data_cfg_options(data_root)])
+        _assert_ok(proc)
+        logs[name] = proc.stdout
+        with open(out, 'rb') as f:
+            results[name] = pickle.load(f)
+    assert 'fast inference path: fuse_bn True, channels_last True' in logs['fast']
+    assert 'fast inference path' not in logs['plain']
+    mAP = [re.search(r'coco/bbox_mAP: ([0-9.]+)', logs[k]).group(1) for k in ('fast', 'plain')]
+    assert mAP[0] == mAP[1]
+    total = 0
+    for fast, plain in zip(results['fast'], results['plain']):
+        fast, plain = fast['pred_instances'], plain['pred_instances']
+        assert torch.equal(fast['labels'], plain['labels'])
+        torch.testing.assert_close(fast['bboxes'], plain['bboxes'], atol=1e-2, rtol=0)
+        torch.testing.assert_close(fast['scores'], plain['scores'], atol=1e-4, rtol=0)
+        total += len(plain['labels'])
+    assert total > 0
 
 
 @pytest.mark.slow

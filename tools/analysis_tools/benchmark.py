@@ -73,6 +73,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help='test score threshold of both models; the default 0 makes both '
                        'keep max_per_img detections (random weights score too low or '
                        'unevenly for the config value)')
+    model.add_argument('--fast-path', action='store_true',
+                       help='also time inference by fast-path step: serial torchvision ops, '
+                       '+ fuse_bn, + channels_last, + inference_mode')
+    model.add_argument('--compile', action='store_true',
+                       help='with --fast-path: one more step, torch.compile of backbone, '
+                       'neck and dense heads')
     model.set_defaults(func=run_model)
 
     stages = sub.add_parser('stages', help="single-stage detector's inference by stage")

@@ -85,6 +85,40 @@ def _tv_steps(model: nn.Module, img_shape, gt_one: list, gt_train: list, baselin
     return infer, train_step, lambda out: len(out[0]['boxes']), transform
 
 
+def _fast_path_steps(model: nn.Module, img_shape, gt_one: list, use_compile: bool):
+    """Inference closures of the fast path's steps, each on top of the one before.
+
+    ``plain, serial ops`` is the model with torchvision's single-threaded RoIAlign/NMS;
+    the default model (row ``mmdet_lite``) adds the threaded ops; then BN folded,
+    channels-last and ``inference_mode`` (and ``torch.compile`` with ``--compile``).
+    """
+    import copy
+
+    from mmdet_lite.models.utils import (compile_detector, optimize_for_inference,
+                                         set_threaded_ops)
+    inputs, samples = detector_inputs(gt_one, img_shape, with_masks=False)
+    plain = predict_step(model, inputs, samples, torch.no_grad)
+
+    def serial():
+        previous = set_threaded_ops(False)
+        try:
+            return plain()
+        finally:
+            set_threaded_ops(previous)
+
+    steps = {'plain, serial ops': serial}
+    fused = optimize_for_inference(copy.deepcopy(model), channels_last=False)
+    steps['+ fuse_bn'] = predict_step(fused, inputs, samples, torch.no_grad)
+    fast = optimize_for_inference(copy.deepcopy(model))
+    steps['+ channels_last'] = predict_step(fast, inputs, samples, torch.no_grad)
+    steps['+ inference_mode'] = predict_step(fast, inputs, samples, torch.inference_mode)
+    if use_compile:
+        compiled = optimize_for_inference(copy.deepcopy(model))
+        compile_detector(compiled)
+        steps['+ compile'] = predict_step(compiled, inputs, samples, torch.inference_mode)
+    return steps
+
+
 def _params_m(model: nn.Module) -> str:
     total, trainable = count_params(model)
     return f'{total / 1e6:.2f}M ({trainable / 1e6:.2f}M trainable)'
@@ -134,6 +168,11 @@ def run_model(args: argparse.Namespace) -> None:
     for name, (infer, _, count) in steps.items():
         results.append(measure(infer, 'inference', name, args.repeat, args.warmup))
         dets[name] = count(results[-1].output)
+    if args.fast_path:
+        fast_steps = _fast_path_steps(model, (h, w), gt_one, args.compile)
+        for name, infer in fast_steps.items():
+            results.append(measure(infer, 'inference', name, args.repeat, args.warmup))
+            dets[name] = len(results[-1].output[0].pred_instances)
     if baseline is not None:
         tv_transform = measure(tv_tf, 'transform', 'torchvision', args.repeat, args.warmup)
     for name, (_, train, _) in steps.items():
@@ -156,3 +195,9 @@ def run_model(args: argparse.Namespace) -> None:
               f'{tv_transform.median_ms:.1f} ms')
         print(_ratio_line(results, 'median_ms', 'wall'))
         print(_ratio_line(results, 'cpu_ms', 'CPU'))
+        if args.fast_path:
+            tv_ms = next(r.median_ms for r in results
+                         if (r.phase, r.model) == ('inference', 'torchvision'))
+            print('inference ratio to torchvision by fast-path step (median wall): ' +
+                  ', '.join(f'{r.model} {r.median_ms / tv_ms:.2f}' for r in results
+                            if r.phase == 'inference' and r.model != 'torchvision'))

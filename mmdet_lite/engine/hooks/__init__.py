@@ -14,3 +14,8 @@ from .yolox_mode_switch_hook import YOLOXModeSwitchHook
 __all__ = ['NumClassCheckHook', 'check_num_classes', 'DetVisualizationHook', 'CheckpointHook',
            'NonFiniteLossHook', 'EvalProgressBarHook', 'CheckInvalidLossHook', 'MeanTeacherHook',
            'PipelineSwitchHook', 'SetEpochInfoHook', 'SyncNormHook', 'YOLOXModeSwitchHook']
+
+# The CPU inference fast path for tools/test.py.
+from .fast_inference_hook import FastInferenceHook  # noqa: E402
+
+__all__ += ['FastInferenceHook']

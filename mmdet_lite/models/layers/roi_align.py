@@ -1,10 +1,12 @@
-"""RoIAlign with mmcv's constructor arguments, computed by ``torchvision.ops.roi_align``."""
+"""RoIAlign with mmcv's constructor arguments, computed by ``torchvision.ops.roi_align``
+(on a CPU with the RoIs spread over torch's threads: :mod:`..utils.threaded_ops`)."""
 from typing import Tuple, Union
 
 from torch import Tensor, nn
-from torchvision.ops import roi_align
 
 from mmdet_lite.registry import MODELS
+
+from ..utils.threaded_ops import roi_align
 
 
 @MODELS.register_module()

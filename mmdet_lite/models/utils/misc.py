@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor
-from torchvision.ops import batched_nms as tv_batched_nms
 
 from mmdet_lite.structures import SampleList
 from mmdet_lite.structures.bbox import get_box_tensor, get_box_type
 from mmdet_lite.utils import ConfigType, OptInstanceList
+
+from .threaded_ops import batched_nms as threaded_batched_nms
 
 
 def unpack_gt_instances(batch_data_samples: SampleList) -> Tuple[list, list, list]:
@@ -236,7 +237,8 @@ def batched_nms(boxes: Tensor,
 
     if class_agnostic:
         idxs = torch.zeros_like(idxs)
-    keep = tv_batched_nms(boxes, scores, idxs, iou_threshold)  # sorted by score, highest first
+    # torchvision's batched_nms (its groups over torch's threads): highest score first
+    keep = threaded_batched_nms(boxes, scores, idxs, iou_threshold)
     max_num = nms_cfg.get('max_num', -1)
     if max_num > 0:
         keep = keep[:max_num]
