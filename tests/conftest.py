@@ -22,6 +22,18 @@ def pytest_configure(config):
         '`pytest -m "not slow"` leaves these out for a quick check of the library')
 
 
+_MEASURED_SLOW = os.path.join(os.path.dirname(__file__), 'measured_slow.txt')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark slow the tests listed in measured_slow.txt (measured, not guessed)."""
+    with open(_MEASURED_SLOW) as f:
+        slow = {line.rstrip('\n') for line in f if line.strip() and not line.startswith('#')}
+    for item in items:
+        if item.nodeid in slow:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     random.seed(0)
