@@ -1,12 +1,12 @@
 """RoIAlign with mmcv's constructor arguments, computed by ``torchvision.ops.roi_align``
-(on a CPU with the RoIs spread over torch's threads: :mod:`..utils.threaded_ops`)."""
+(on a CPU the faster weighted-gather kernel of :mod:`..utils.cpu_ops`)."""
 from typing import Tuple, Union
 
 from torch import Tensor, nn
 
 from mmdet_lite.registry import MODELS
 
-from ..utils.threaded_ops import roi_align
+from ..utils.cpu_ops import roi_align
 
 
 @MODELS.register_module()

@@ -64,6 +64,26 @@ def _to_channels_last(module: nn.Module, args: tuple) -> tuple:
                  if isinstance(a, Tensor) and a.dim() == 4 else a for a in args)
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Channels-last (NHWC) parameters, buffers and backbone input, in place.
+
+    Values, parameter objects (an optimizer built before keeps working) and ``state_dict``
+    names stay; only the memory layout of 4-D tensors changes. The input is converted by a
+    forward pre-hook on ``model.backbone`` (on ``model`` itself when it has none). Used by
+    the inference fast path and, for training, by ``ChannelsLastHook``.
+
+    Args:
+        model (nn.Module): A detector or any model.
+
+    Returns:
+        nn.Module: ``model``.
+    """
+    model.to(memory_format=torch.channels_last)
+    entry = getattr(model, 'backbone', model)
+    entry.register_forward_pre_hook(_to_channels_last)
+    return model
+
+
 def optimize_for_inference(model: nn.Module, fuse_bn: bool = True,
                            channels_last: bool = True) -> nn.Module:
     """Turn an eval-mode detector into its inference fast path, in place.
@@ -88,9 +108,7 @@ def optimize_for_inference(model: nn.Module, fuse_bn: bool = True,
         fuse_conv_bn(model)
         applied['fuse_bn'] = True
     if channels_last:
-        model.to(memory_format=torch.channels_last)
-        entry = getattr(model, 'backbone', model)
-        entry.register_forward_pre_hook(_to_channels_last)
+        to_channels_last(model)
         applied['channels_last'] = True
     # a plain attribute (not a buffer): it never reaches the state_dict
     model.__dict__['fast_path'] = applied
@@ -123,4 +141,4 @@ def inference_context(inference_mode: bool = True) -> ContextManager:
 
 
 __all__ = ['optimize_for_inference', 'compile_detector', 'untie_shared_convs',
-           'inference_context', 'COMPILED_PARTS']
+           'to_channels_last', 'inference_context', 'COMPILED_PARTS']

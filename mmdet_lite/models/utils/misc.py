@@ -14,7 +14,7 @@ from mmdet_lite.structures import SampleList
 from mmdet_lite.structures.bbox import get_box_tensor, get_box_type
 from mmdet_lite.utils import ConfigType, OptInstanceList
 
-from .threaded_ops import batched_nms as threaded_batched_nms
+from .cpu_ops import batched_nms as cpu_batched_nms
 
 
 def unpack_gt_instances(batch_data_samples: SampleList) -> Tuple[list, list, list]:
@@ -238,7 +238,7 @@ def batched_nms(boxes: Tensor,
     if class_agnostic:
         idxs = torch.zeros_like(idxs)
     # torchvision's batched_nms (its groups over torch's threads): highest score first
-    keep = threaded_batched_nms(boxes, scores, idxs, iou_threshold)
+    keep = cpu_batched_nms(boxes, scores, idxs, iou_threshold)
     max_num = nms_cfg.get('max_num', -1)
     if max_num > 0:
         keep = keep[:max_num]

@@ -51,7 +51,8 @@ def test_pooled_features_equal_torchvision_roi_align_on_the_mapped_level():
         expected = roi_align(feats[level], rois[i:i + 1], (7, 7),
                              spatial_scale=1.0 / STRIDES[level], sampling_ratio=0,
                              aligned=True)
-        torch.testing.assert_close(out[i:i + 1], expected, rtol=0, atol=0)
+        # on a CPU the layer pools by a weighted gather: float-rounding differences only
+        torch.testing.assert_close(out[i:i + 1], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_empty_rois_give_an_empty_batch_of_features():
@@ -67,7 +68,7 @@ def test_roi_scale_factor_enlarges_the_window_but_keeps_the_level():
     out = extractor(feats, roi, roi_scale_factor=2.0)
     expected = roi_align(feats[0], torch.tensor([[0, 0., 0., 120., 120.]]), (7, 7),
                          spatial_scale=0.25, sampling_ratio=0, aligned=True)
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_single_level_pools_every_roi_from_it():
