@@ -370,6 +370,48 @@ def parse_importtime(stderr: str) -> List[Tuple[str, float, float]]:
     return rows
 
 
+def measure_interleaved(fns: Dict[str, Callable[[], object]], phase: str, repeat: int,
+                        warmup: int) -> List[PhaseResult]:
+    """Time several closures round-robin: repeat ``i`` of every one, then repeat ``i + 1``.
+
+    On a shared machine the speed drifts over minutes (other jobs, the allocator and page
+    cache warming up after the models are built); timed one after the other, the closure
+    measured first pays for it and the ratios between them move by 10-20%. Round-robin,
+    every closure sees the same conditions. CPU time only.
+
+    Args:
+        fns (dict[str, callable]): Model name -> the work of one repeat.
+        phase (str): Phase name for the report.
+        repeat (int): Timed rounds (>= 1).
+        warmup (int): Untimed rounds first (>= 0).
+
+    Returns:
+        list[PhaseResult]: One per closure, in ``fns``' order; ``peak_rss_mb`` is the peak
+        over all of them (they run in one process, side by side).
+    """
+    if repeat < 1:
+        raise ValueError(f'repeat must be >= 1, got {repeat}')
+    if warmup < 0:
+        raise ValueError(f'warmup must be >= 0, got {warmup}')
+    results = {name: PhaseResult(phase=phase, model=name, start_rss_mb=current_rss_mb())
+               for name in fns}
+    reset_peak_rss()
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            result = results[name]
+            start, cpu_start = time.perf_counter(), time.process_time()
+            result.output = fn()
+            result.times.append(time.perf_counter() - start)
+            result.cpu_times.append(time.process_time() - cpu_start)
+    peak = peak_rss_mb()
+    for result in results.values():
+        result.peak_rss_mb = peak
+    return list(results.values())
+
+
 def measure_import(package: str, baseline: Sequence[str] = IMPORT_BASELINE,
                    repeat: int = 5) -> Tuple[float, List[Tuple[str, float]]]:
     """Seconds that ``import package`` costs after ``baseline`` is imported, in a fresh

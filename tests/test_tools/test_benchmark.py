@@ -11,7 +11,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmdet_lite.analysis.benchmark import PhaseResult, box_masks, measure, synthetic_gt
+from mmdet_lite.analysis.benchmark import (PhaseResult, box_masks, measure, measure_interleaved,
+                                          synthetic_gt)
 from mmdet_lite.analysis.benchmark_modes.random_detector import (build_random_detector,
                                                                  detector_inputs)
 from mmdet_lite.analysis.torchvision_baselines import TORCHVISION_BASELINES, rcnn_kwargs
@@ -48,7 +49,7 @@ def _restore_threads():
 
 def _row(out: str, phase: str, model: str) -> list:
     number = r'\s+([\d.]+)'
-    match = re.search(rf'^{phase}\s+{model}{number * 4}\s+(\d+)$', out, re.MULTILINE)
+    match = re.search(rf'^{phase}\s+{re.escape(model)}{number * 4}\s+(\d+)$', out, re.MULTILINE)
     assert match, f'no {phase}/{model} row in:\n{out}'
     return [float(v) for v in match.groups()]
 
@@ -74,8 +75,16 @@ def test_model_mode_without_torchvision_reports_our_phases(capsys):
 
 @pytest.mark.slow
 def test_model_mode_compares_faster_rcnn_with_torchvision(capsys):
-    tool.main(['model', SHAPES_CFG, *TINY])  # auto: FasterRCNN -> fasterrcnn
+    tool.main(['model', SHAPES_CFG, *TINY, '--fast-path'])  # auto: FasterRCNN -> fasterrcnn
     out = capsys.readouterr().out
+    # --fast-path: one inference row per step, and a channels-last train step
+    for step in ('plain, serial ops', '+ fuse_bn', '+ channels_last', '+ inference_mode'):
+        _row(out, 'inference', step)
+    _row(out, 'train_step', '+ channels_last')
+    assert re.search(r'^inference ratio to torchvision by fast-path step \(median wall\): '
+                     r'mmdet_lite [\d.]+, .*\+ inference_mode [\d.]+$', out, re.MULTILINE)
+    assert re.search(r'^train step ratio to torchvision \(median wall\): mmdet_lite [\d.]+, '
+                     r'\+ channels_last [\d.]+$', out, re.MULTILINE)
     assert 'torchvision  : fasterrcnn' in out
     # Our ResNet-18 config cannot lend its weights to torchvision's ResNet-50.
     assert re.search(r'weights +: independent random init \(.*has shape', out)
@@ -176,6 +185,19 @@ def test_measure_runs_warmup_untimed_then_repeats():
     assert result.peak_rss_mb > 0
     with pytest.raises(ValueError, match='repeat must be >= 1'):
         measure(lambda: None, 'inference', 'm', repeat=0, warmup=0)
+
+
+def test_measure_interleaved_times_the_models_round_robin():
+    order = []
+    results = measure_interleaved({'a': lambda: order.append('a') or 'A',
+                                   'b': lambda: order.append('b') or 'B'},
+                                  'inference', repeat=3, warmup=1)
+    assert order == ['a', 'b'] * 4  # one warm-up round, then three timed rounds
+    assert [(r.model, r.phase, r.output, len(r.times)) for r in results] == [
+        ('a', 'inference', 'A', 3), ('b', 'inference', 'B', 3)]
+    assert results[0].peak_rss_mb == results[1].peak_rss_mb > 0
+    with pytest.raises(ValueError, match='warmup must be >= 0'):
+        measure_interleaved({'a': lambda: None}, 'inference', repeat=1, warmup=-1)
 
 
 @pytest.mark.slow

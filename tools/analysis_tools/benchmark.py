@@ -75,7 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                        'unevenly for the config value)')
     model.add_argument('--fast-path', action='store_true',
                        help='also time inference by fast-path step: serial torchvision ops, '
-                       '+ fuse_bn, + channels_last, + inference_mode')
+                       '+ fuse_bn, + channels_last, + inference_mode; and the train step '
+                       'in channels-last (--channels-last of tools/train.py)')
     model.add_argument('--compile', action='store_true',
                        help='with --fast-path: one more step, torch.compile of backbone, '
                        'neck and dense heads')

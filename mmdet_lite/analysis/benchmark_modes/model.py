@@ -4,10 +4,12 @@ For randomly initialised weights it times (a) inference on one image (``predict`
 under ``torch.no_grad``) and (b) one training step on two images (forward 'loss',
 backward, SGD step), then the same for the torchvision counterpart built with matching
 settings and our weights (see ``mmdet_lite/analysis/torchvision_baselines.py``), and prints
-medians and the ratios mmdet_lite / torchvision. What is and is not included is described
-in docs/benchmark.md. To compare a new detector, add one entry to ``TORCHVISION_BASELINES``.
+medians and the ratios mmdet_lite / torchvision. The models of a phase are timed
+round-robin (:func:`~mmdet_lite.analysis.benchmark.measure_interleaved`). What is and is
+not included is described in docs/benchmark.md. To compare a new detector, add one entry to ``TORCHVISION_BASELINES``.
 """
 import argparse
+import copy
 from typing import List, Tuple
 
 import torch
@@ -16,7 +18,7 @@ from torch import nn
 from mmdet_lite.apis.cli import load_config
 
 from ..benchmark import (PhaseResult, box_masks, format_results, load_average,
-                         machine_summary, measure, synthetic_gt)
+                         machine_summary, measure, measure_interleaved, synthetic_gt)
 from ..torchvision_baselines import TORCHVISION_BASELINES, Baseline
 from .random_detector import (build_random_detector, check_padded_shape, count_params,
                               detector_inputs, num_classes, predict_step, set_score_thr)
@@ -89,22 +91,20 @@ def _fast_path_steps(model: nn.Module, img_shape, gt_one: list, use_compile: boo
     """Inference closures of the fast path's steps, each on top of the one before.
 
     ``plain, serial ops`` is the model with torchvision's single-threaded RoIAlign/NMS;
-    the default model (row ``mmdet_lite``) adds the threaded ops; then BN folded,
+    the default model (row ``mmdet_lite``) adds the CPU kernels of ``cpu_ops``; then BN folded,
     channels-last and ``inference_mode`` (and ``torch.compile`` with ``--compile``).
     """
-    import copy
-
     from mmdet_lite.models.utils import (compile_detector, optimize_for_inference,
-                                         set_threaded_ops)
+                                         set_cpu_ops)
     inputs, samples = detector_inputs(gt_one, img_shape, with_masks=False)
     plain = predict_step(model, inputs, samples, torch.no_grad)
 
     def serial():
-        previous = set_threaded_ops(False)
+        previous = set_cpu_ops(False)
         try:
             return plain()
         finally:
-            set_threaded_ops(previous)
+            set_cpu_ops(previous)
 
     steps = {'plain, serial ops': serial}
     fused = optimize_for_inference(copy.deepcopy(model), channels_last=False)
@@ -163,20 +163,26 @@ def run_model(args: argparse.Namespace) -> None:
         steps['torchvision'] = tv_steps
         params['torchvision'] = _params_m(tv_model)
 
-    load_before = load_average()
-    results, dets = [], {}
-    for name, (infer, _, count) in steps.items():
-        results.append(measure(infer, 'inference', name, args.repeat, args.warmup))
-        dets[name] = count(results[-1].output)
+    # Every model's inference (then train step) is timed round-robin, so that the drift of
+    # a shared machine falls on all of them alike (measure_interleaved).
+    infer_fns = {name: infer for name, (infer, _, _) in steps.items()}
+    counts = {name: count for name, (_, _, count) in steps.items()}
     if args.fast_path:
-        fast_steps = _fast_path_steps(model, (h, w), gt_one, args.compile)
-        for name, infer in fast_steps.items():
-            results.append(measure(infer, 'inference', name, args.repeat, args.warmup))
-            dets[name] = len(results[-1].output[0].pred_instances)
+        for name, infer in _fast_path_steps(model, (h, w), gt_one, args.compile).items():
+            infer_fns[name] = infer
+            counts[name] = lambda out: len(out[0].pred_instances)
+    load_before = load_average()
+    results = measure_interleaved(infer_fns, 'inference', args.repeat, args.warmup)
+    dets = {r.model: counts[r.model](r.output) for r in results}
     if baseline is not None:
         tv_transform = measure(tv_tf, 'transform', 'torchvision', args.repeat, args.warmup)
-    for name, (_, train, _) in steps.items():
-        results.append(measure(train, 'train_step', name, args.repeat, args.warmup))
+    train_fns = {name: train for name, (_, train, _) in steps.items()}
+    if args.fast_path:  # training in channels-last (tools/train.py --channels-last)
+        from mmdet_lite.models.utils import to_channels_last
+        nhwc = to_channels_last(copy.deepcopy(model))
+        train_fns['+ channels_last'] = _our_steps(nhwc, (h, w), gt_one, gt_train,
+                                                  with_masks)[1]
+    results += measure_interleaved(train_fns, 'train_step', args.repeat, args.warmup)
 
     print('== mmdet_lite benchmark: model ==')
     print(f'config       : {args.config} ({cfg.model.type})')
@@ -186,7 +192,8 @@ def run_model(args: argparse.Namespace) -> None:
     print(f'load average : {load_before} (start) / {load_average()} (end)')
     print(f'inputs       : inference 1 x 3x{h}x{w}; train step {TRAIN_BATCH} x 3x{h}x{w}, '
           f'{args.num_gt} GT boxes each{" with masks" if with_masks else ""}')
-    print(f'repeat/warmup: {args.repeat} / {args.warmup}; score_thr {args.score_thr} (both)')
+    print(f'repeat/warmup: {args.repeat} / {args.warmup} rounds, models round-robin; '
+          f'score_thr {args.score_thr} (both)')
     print('params       : ' + ' | '.join(f'{k} {v}' for k, v in params.items()))
     print('detections   : ' + ' | '.join(f'{k} {v}' for k, v in dets.items()))
     print(format_results(results))
@@ -201,3 +208,8 @@ def run_model(args: argparse.Namespace) -> None:
             print('inference ratio to torchvision by fast-path step (median wall): ' +
                   ', '.join(f'{r.model} {r.median_ms / tv_ms:.2f}' for r in results
                             if r.phase == 'inference' and r.model != 'torchvision'))
+            tv_ms = next(r.median_ms for r in results
+                         if (r.phase, r.model) == ('train_step', 'torchvision'))
+            print('train step ratio to torchvision (median wall): ' +
+                  ', '.join(f'{r.model} {r.median_ms / tv_ms:.2f}' for r in results
+                            if r.phase == 'train_step' and r.model != 'torchvision'))
