@@ -197,7 +197,8 @@ def test_test_tool_fast_path_gives_the_plain_predictions(first_run, data_root, t
 
 
 @pytest.mark.slow
-def test_amp_on_cpu_trains_in_bf16_and_auto_scale_lr_scales(data_root, tmp_path):
+def test_amp_on_cpu_trains_in_bf16_channels_last_and_auto_scale_lr_scales(data_root,
+                                                                           tmp_path):
     # a hook records conv1's output dtype; the config trains on 2 images (one iteration)
     (tmp_path / 'dtype_probe.py').write_text(
         'import json, os.path as osp\n'
@@ -221,10 +222,12 @@ def test_amp_on_cpu_trains_in_bf16_and_auto_scale_lr_scales(data_root, tmp_path)
         'train_cfg = dict(val_begin=2)\n')
     work_dir = tmp_path / 'work'
     proc = run_tool('train', [config, '--work-dir', work_dir, '--amp', '--auto-scale-lr',
+                              '--channels-last',
                               '--cfg-options', *tiny_data_cfg_options(data_root)],
                     env=dict(PYTHONPATH=f'{REPO_ROOT}{os.pathsep}{tmp_path}'))
     _assert_ok(proc)
     assert 'CPUAmpOptimWrapper' in proc.stdout
+    assert 'channels-last memory format: parameters and backbone input' in proc.stdout
 
     dtypes = json.loads((work_dir / 'dtypes.json').read_text())
     assert dtypes and set(dtypes) == {'torch.bfloat16'}

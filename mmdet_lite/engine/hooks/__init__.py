@@ -19,3 +19,8 @@ __all__ = ['NumClassCheckHook', 'check_num_classes', 'DetVisualizationHook', 'Ch
 from .fast_inference_hook import FastInferenceHook  # noqa: E402
 
 __all__ += ['FastInferenceHook']
+
+# Channels-last training (tools/train.py --channels-last).
+from .channels_last_hook import ChannelsLastHook  # noqa: E402
+
+__all__ += ['ChannelsLastHook']
