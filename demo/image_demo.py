@@ -37,7 +37,7 @@ EPILOG = """examples:
   python demo/image_demo.py data/shapes/val work_dirs/faster-rcnn_r18_fpn_shapes/epoch_10.pth
 """
 # keyword arguments of DetInferencer(); the other options go to its __call__
-INIT_KEYS = ('model', 'weights', 'device', 'palette')
+INIT_KEYS = ('model', 'weights', 'device', 'palette', 'fast_path', 'compile')
 
 
 def parse_args(argv=None) -> Tuple[dict, dict, List[str]]:
@@ -80,6 +80,12 @@ def parse_args(argv=None) -> Tuple[dict, dict, List[str]]:
     parser.add_argument('--trust-checkpoint', action='append', default=[], metavar='FILE',
                         help='allow full unpickling (can run code) of this checkpoint file, '
                         'one you trust that holds objects beyond the weights-only allow-list')
+    parser.add_argument('--no-fast-path', dest='fast_path', action='store_false',
+                        help='predict with the model as built: no BN folding, channels-last '
+                        'or inference_mode (docs/benchmark.md)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the backbone, neck and dense heads (the first '
+                        'image waits for the compilation)')
     args = vars(parser.parse_args(argv))
     if args['batch_size'] < 1:
         parser.error(f'--batch-size must be >= 1, got {args["batch_size"]}')

@@ -23,23 +23,22 @@ import mmcv
 import mmengine
 import numpy as np
 from mmengine.config import Config
-from mmengine.dataset import Compose, pseudo_collate
+from mmengine.dataset import Compose
 from mmengine.device import get_device
 from mmengine.infer import BaseInferencer
-from mmengine.registry import FUNCTIONS
 from rich.progress import track
 from torch import nn
 
 from mmdet_lite.models.utils import (compile_detector, inference_context,
                                      optimize_for_inference)
 from mmdet_lite.structures import DetDataSample
-from mmdet_lite.structures.mask import encode_mask_results, mask2bbox
 
-from .inference import (_build_pipeline, _prepare, get_test_pipeline_cfg, init_detector,
-                        init_visualizer, replace_image_loader)
 from .image_files import list_image_files
-from .model_names import config_from_checkpoint, resolve_model_name
+from .inference import (_build_pipeline, _prepare, get_test_pipeline_cfg, init_detector,
+                        init_visualizer, replace_image_loader, test_collate_fn)
 from .model_names import list_models as _list_model_names
+from .model_names import model_config
+from .prediction_json import predictions_to_json
 
 InputType = Union[str, np.ndarray]
 InputsType = Union[InputType, Sequence[InputType]]
@@ -103,7 +102,7 @@ class DetInferencer(BaseInferencer):
         self.num_visualized_imgs = 0
         self.num_predicted_imgs = 0
 
-        cfg = self._load_config(model, weights)
+        cfg = model_config(model, weights)  # a path or a Config
         self.model = self._init_model(cfg, weights, device or get_device())
         self.cfg = self.model.cfg
         self.fast_path = fast_path
@@ -114,23 +113,6 @@ class DetInferencer(BaseInferencer):
         self.pipeline = self._init_pipeline(self.cfg)
         self.collate_fn = self._init_collate(self.cfg)
         self.visualizer = self._init_visualizer(self.cfg)
-
-    @staticmethod
-    def _load_config(model, weights: Optional[str]) -> Union[str, Config]:
-        """A config file path or a Config, from any accepted ``model`` argument."""
-        if isinstance(model, (str, Path)):
-            return resolve_model_name(str(model))
-        if isinstance(model, Config):
-            return model
-        if isinstance(model, dict):  # also ConfigDict
-            return Config(copy.deepcopy(dict(model)))
-        if model is None:
-            if weights is None:
-                raise ValueError('model and weights are both None: give a config (model=) or '
-                                 'a checkpoint that holds its config (weights=)')
-            return config_from_checkpoint(weights)
-        raise TypeError('model must be a config file, a model name, a Config or a dict, got '
-                        f'{type(model).__name__}')
 
     def _init_model(self, cfg: Union[str, Config], weights: Optional[str],
                     device: str) -> nn.Module:
@@ -160,20 +142,8 @@ class DetInferencer(BaseInferencer):
         return _build_pipeline(pipeline_cfg)
 
     def _init_collate(self, cfg: Config) -> Callable:
-        """``test_dataloader.collate_fn`` of the config (a name or ``dict(type=...)``),
-        else mmengine's ``pseudo_collate``."""
-        collate_cfg = (cfg.get('test_dataloader') or {}).get('collate_fn')
-        if collate_cfg is None:
-            return pseudo_collate
-        name = collate_cfg.get('type') if isinstance(collate_cfg, dict) else collate_cfg
-        if callable(name):
-            return name
-        with FUNCTIONS.switch_scope_and_registry(self.scope) as registry:
-            collate_fn = registry.get(name)
-        if collate_fn is None:
-            raise KeyError(f'test_dataloader.collate_fn: {name!r} is not a registered '
-                           'function (e.g. pseudo_collate, default_collate)')
-        return collate_fn
+        """``test_dataloader.collate_fn`` of the config, else ``pseudo_collate``."""
+        return test_collate_fn(cfg, self.scope)
 
     def _init_visualizer(self, cfg: Config):
         """The config's visualizer drawing with the model's classes and palette."""
@@ -410,12 +380,8 @@ class DetInferencer(BaseInferencer):
         return result_dict
 
     def pred2dict(self, data_sample: DetDataSample, pred_out_dir: str = '') -> Dict:
-        """The predictions of one image as JSON-ready lists; saved if ``pred_out_dir``.
-
-        Keys (all detections, not thresholded): ``labels`` [N], ``scores`` [N], ``bboxes``
-        [N, 4] (x1, y1, x2, y2 in original-image pixels; boxes around the masks for
-        mask-only models such as SOLO) and, for instance segmentation, ``masks``: COCO RLE
-        dicts with ``size`` [H, W] and str ``counts``. The file is
+        """The predictions of one image as JSON-ready lists (all detections, not
+        thresholded; keys: :func:`~.prediction_json.predictions_to_json`), saved as
         ``pred_out_dir/preds/IMG.json`` for an input file ``IMG.ext``, else
         ``pred_out_dir/preds/N.json`` numbered by the array inputs saved so far.
 
@@ -438,20 +404,7 @@ class DetInferencer(BaseInferencer):
                 self.num_predicted_imgs += 1
             out_json_path = osp.join(pred_out_dir, 'preds', f'{stem}.json')
 
-        result = {}
-        if 'pred_instances' in data_sample:
-            masks = data_sample.pred_instances.get('masks')
-            pred_instances = data_sample.pred_instances.numpy()
-            result = {'labels': pred_instances.labels.tolist(),
-                      'scores': pred_instances.scores.tolist()}
-            if 'bboxes' in pred_instances:
-                result['bboxes'] = pred_instances.bboxes.tolist()
-            if masks is not None:
-                if 'bboxes' not in pred_instances or pred_instances.bboxes.sum() == 0:
-                    # mask-only models (SOLO) give no boxes or all-zero ones
-                    result['bboxes'] = mask2bbox(masks.cpu()).numpy().tolist()
-                result['masks'] = encode_mask_results(pred_instances.masks)  # str counts
-        # mmdetection also writes pred_panoptic_seg, which no mmdet_lite model predicts
+        result = predictions_to_json(data_sample)
         if out_json_path is not None:
             mmengine.dump(result, out_json_path)
         return result

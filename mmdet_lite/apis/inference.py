@@ -10,14 +10,14 @@ import copy
 import itertools
 import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.dataset import Compose
+from mmengine.dataset import Compose, pseudo_collate
 from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import init_default_scope
+from mmengine.registry import FUNCTIONS, init_default_scope
 from torch import nn
 
 from mmdet_lite.apis.config_loading import read_config_file
@@ -205,6 +205,31 @@ def get_test_pipeline_cfg(cfg: Config, from_ndarray: bool = False) -> List[dict]
     if from_ndarray:
         replace_image_loader(pipeline, 'LoadImageFromNDArray')
     return pipeline
+
+
+def test_collate_fn(cfg: Config, scope: Optional[str] = 'mmdet') -> Callable:
+    """The config's ``test_dataloader.collate_fn`` (a name, ``dict(type=...)`` or a
+    callable), else mmengine's ``pseudo_collate``.
+
+    Args:
+        cfg (Config): A whole config.
+        scope (str, optional): Registry scope to look the name up in. Defaults to 'mmdet'.
+
+    Returns:
+        callable: The collate function.
+    """
+    collate_cfg = (cfg.get('test_dataloader') or {}).get('collate_fn')
+    if collate_cfg is None:
+        return pseudo_collate
+    name = collate_cfg.get('type') if isinstance(collate_cfg, dict) else collate_cfg
+    if callable(name):
+        return name
+    with FUNCTIONS.switch_scope_and_registry(scope) as registry:
+        collate_fn = registry.get(name)
+    if collate_fn is None:
+        raise KeyError(f'test_dataloader.collate_fn: {name!r} is not a registered '
+                       'function (e.g. pseudo_collate, default_collate)')
+    return collate_fn
 
 
 def replace_image_loader(pipeline: List[dict], loader: str) -> None:

@@ -15,10 +15,12 @@ install), else ``mmdet_lite/.mim/configs`` (where a packaged install would put i
 mmengine's inferencers look for mmdetection's. Nothing is ever downloaded: mmdetection also
 takes the checkpoint URL from the metafile, mmdet_lite leaves the weights to the caller.
 """
+import copy
 import difflib
 import os
 import os.path as osp
-from typing import Dict, List, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Union
 
 from mmengine.config import Config
 
@@ -180,3 +182,30 @@ def config_from_checkpoint(weights: str) -> Config:
                          "message_hub.runtime_info.cfg and meta.cfg, which mmengine's Runner "
                          'saves); pass the config as model=')
     return Config.fromstring(cfg_text, file_format='.py')
+
+
+def model_config(model, weights: Optional[str] = None) -> Union[str, Config]:
+    """A config file path or a Config from any ``model`` argument ``DetInferencer`` takes.
+
+    Args:
+        model (str | Path | Config | dict | None): A config file, a model name or alias
+            (:func:`resolve_model_name`), a Config or a config dict; None takes the config
+            saved in ``weights``.
+        weights (str, optional): The checkpoint, for ``model=None``.
+
+    Returns:
+        str | Config: What ``init_detector`` accepts.
+    """
+    if isinstance(model, (str, Path)):
+        return resolve_model_name(str(model))
+    if isinstance(model, Config):
+        return model
+    if isinstance(model, dict):  # also ConfigDict
+        return Config(copy.deepcopy(dict(model)))
+    if model is None:
+        if weights is None:
+            raise ValueError('model and weights are both None: give a config (model=) or '
+                             'a checkpoint that holds its config (weights=)')
+        return config_from_checkpoint(weights)
+    raise TypeError('model must be a config file, a model name, a Config or a dict, got '
+                    f'{type(model).__name__}')

@@ -132,13 +132,16 @@ def test_parse_args_splits_init_and_call_arguments():
     init_args, call_args, trusted = demo.parse_args(
         ['img.jpg', 'rtmdet-t', '--weights', 'w.pth', '--palette', 'coco',
          '--trust-checkpoint', 'w.pth', '-c'])
-    assert init_args == dict(model='rtmdet-t', weights='w.pth', device=None, palette='coco')
+    assert init_args == dict(model='rtmdet-t', weights='w.pth', device=None, palette='coco',
+                             fast_path=True, compile=False)
     assert call_args == dict(inputs='img.jpg', out_dir='outputs', pred_score_thr=0.3,
                              batch_size=1, show=False, no_save_vis=False, no_save_pred=False,
                              print_result=False)
     assert trusted == ['w.pth']
     _, call_args, _ = demo.parse_args(['img.jpg', 'cfg.py', '--no-save-vis', '--no-save-pred'])
     assert call_args['out_dir'] == ''  # as mmdetection: nothing to save
+    init_args, _, _ = demo.parse_args(['img.jpg', 'cfg.py', '--no-fast-path', '--compile'])
+    assert (init_args['fast_path'], init_args['compile']) == (False, True)
 
 
 @pytest.mark.parametrize('flags', [['--texts', 'bench . car .'], ['--tokens-positive', '-1'],
