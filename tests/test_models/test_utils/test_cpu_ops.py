@@ -139,3 +139,22 @@ def test_a_new_process_builds_its_own_pool(two_threads, monkeypatch):
     keep = cpu_ops.batched_nms(boxes, scores, idxs, 0.5)
     assert cpu_ops._pool is not parent_pool
     assert torch.equal(keep, torchvision.ops.batched_nms(boxes, scores, idxs, 0.5))
+
+
+@pytest.mark.parametrize('num,k', [(200_003, 1000), (400_000, 7), (131_072, 65_536)])
+def test_topk_over_threads_equals_torch_topk(two_threads, num, k):
+    values = torch.randn(num, generator=torch.Generator().manual_seed(num))
+    assert num // max(k, cpu_ops.MIN_TOPK_SLICE) >= 2  # really split
+    expected_values, _ = values.topk(k)
+    top_values, top_idxs = cpu_ops.topk(values, k)
+    assert torch.equal(top_values, expected_values)
+    assert torch.equal(values[top_idxs], top_values)  # indices of those values
+    assert top_idxs.unique().numel() == k
+    # the last (num % threads) values, outside the per-thread slices, are candidates too
+    values[-1] = values.max() + 1
+    assert cpu_ops.topk(values, k)[1][0] == num - 1
+
+
+def test_topk_of_small_inputs_is_torch_topk(two_threads):
+    values = torch.randn(5000)
+    assert all(torch.equal(a, b) for a, b in zip(cpu_ops.topk(values, 10), values.topk(10)))
