@@ -101,8 +101,11 @@ def roi_align(feats: Tensor, rois: Tensor, output_size: Tuple[int, int],
     if not _use_cpu_kernels(feats):
         return torchvision.ops.roi_align(feats, rois, output_size, spatial_scale,
                                          sampling_ratio, aligned)
-    return gather_roi_align(feats, rois, tuple(output_size), float(spatial_scale),
-                            int(sampling_ratio), bool(aligned))
+    args = (tuple(output_size), float(spatial_scale), int(sampling_ratio), bool(aligned))
+    if feats.dtype in (torch.float16, torch.bfloat16):
+        # as torchvision's autocast kernel: pool in float32, return the input's dtype
+        return gather_roi_align(feats.float(), rois.float(), *args).to(feats.dtype)
+    return gather_roi_align(feats, rois.to(feats.dtype), *args)
 
 
 def topk(values: Tensor, k: int) -> Tuple[Tensor, Tensor]:

@@ -158,3 +158,15 @@ def test_topk_over_threads_equals_torch_topk(two_threads, num, k):
 def test_topk_of_small_inputs_is_torch_topk(two_threads):
     values = torch.randn(5000)
     assert all(torch.equal(a, b) for a, b in zip(cpu_ops.topk(values, 10), values.topk(10)))
+
+
+def test_low_precision_features_are_pooled_in_float32_like_torchvision():
+    feats = torch.randn(1, 8, 32, 32).bfloat16()
+    rois = _edge_rois(40)[:, :5]
+    rois[:, 0] = 0
+    expected = torchvision.ops.roi_align(feats.float(), rois, (7, 7), 0.25, 0, True)
+    actual = cpu_ops.roi_align(feats, rois, (7, 7), 0.25, 0, True)
+    assert actual.dtype == torch.bfloat16
+    # float32 pooling then one rounding to bf16: within bf16's half-ulp of the float result
+    torch.testing.assert_close(actual.float(), expected.bfloat16().float(), rtol=8e-3,
+                               atol=1e-6)
