@@ -2,6 +2,7 @@
 
 Tiny settings only (64x64 images, one repeat, no warm-up, one thread); no timing is asserted.
 """
+import argparse
 import importlib.util
 import os.path as osp
 import re
@@ -353,3 +354,19 @@ def test_fuse_conv_bn_untied_keeps_rtmdet_shared_conv_outputs():
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
     assert not all(torch.allclose(a, b, atol=1e-3)
                    for a, b in zip(sum(plain, ()), sum(naive, ())))
+
+
+@pytest.mark.parametrize('no_cache', [True, False])
+def test_imports_mode_says_whether_bytecode_is_cached(monkeypatch, capsys, no_cache):
+    from mmdet_lite.analysis.benchmark_modes import import_time
+    monkeypatch.setattr(import_time, 'measure_import',
+                        lambda package, repeat: (0.25, [('pkg.heavy', 0.004)]))
+    if no_cache:
+        monkeypatch.setenv('PYTHONDONTWRITEBYTECODE', '1')
+    else:
+        monkeypatch.delenv('PYTHONDONTWRITEBYTECODE', raising=False)
+    import_time.run_imports(argparse.Namespace(repeat=3, packages=['pkg']))
+    out = capsys.readouterr().out
+    assert 'pkg                         : 0.250 s (median of 3); heaviest: pkg.heavy 4 ms' in out
+    assert ('compiled from source' in out) == no_cache
+    assert ('cached in __pycache__' in out) == (not no_cache)
