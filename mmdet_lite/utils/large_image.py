@@ -20,6 +20,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 from torchvision.ops import batched_nms as tv_batched_nms
 
+from .nms_config import parse_nms_cfg
+
 
 class LargeImageArgumentError(ValueError, AssertionError):
     """A bad argument to the large-image helpers (an AssertionError in mmdetection)."""
@@ -169,26 +171,18 @@ def _nms_keep(boxes: Tensor, scores: Tensor, labels: Tensor, nms_cfg: dict) -> T
 
     ``nms_cfg``: ``type`` ('nms'), ``iou_threshold``, optionally ``class_agnostic``,
     ``max_num`` (keep at most that many) and ``split_thr`` (ignored: torchvision picks its
-    own strategy for many boxes). mmdetection's ``models.utils`` version of this lives a
-    floor above this module, which may import only the ground floor.
+    own strategy for many boxes): :func:`~mmdet_lite.utils.nms_config.parse_nms_cfg`.
+    mmdetection's ``models.utils`` version of this lives a floor above this module, which
+    may import only the ground floor.
     """
-    nms_cfg = dict(nms_cfg)
-    nms_type = nms_cfg.pop('type', 'nms')
-    if nms_type != 'nms':
-        raise ValueError(f"nms_cfg type {nms_type!r} is not supported; only 'nms' is "
-                         '(mmcv compiled ops such as soft_nms are not available)')
-    if 'iou_threshold' not in nms_cfg:
-        raise KeyError(f"nms_cfg needs 'iou_threshold', got keys {sorted(nms_cfg)}")
-    if nms_cfg.get('offset', 0) != 0:
-        raise ValueError(f"nms_cfg offset must be 0, got {nms_cfg['offset']}")
+    iou_threshold, class_agnostic, max_num = parse_nms_cfg(nms_cfg)
     if boxes.size(-1) != 4:
         raise NotImplementedError(f'NMS over boxes with {boxes.size(-1)} values each is not '
                                   'supported; only horizontal boxes [N, 4]')
-    if nms_cfg.get('class_agnostic', False):
+    if class_agnostic:
         labels = torch.zeros_like(labels)
-    keep = tv_batched_nms(boxes.float(), scores.float(), labels,
-                          float(nms_cfg['iou_threshold']))  # highest score first
-    max_num = nms_cfg.get('max_num', -1)
+    # highest score first
+    keep = tv_batched_nms(boxes.float(), scores.float(), labels, iou_threshold)
     return keep[:max_num] if max_num > 0 else keep
 
 

@@ -13,6 +13,7 @@ from torch import Tensor
 from mmdet_lite.structures import SampleList
 from mmdet_lite.structures.bbox import get_box_tensor, get_box_type
 from mmdet_lite.utils import ConfigType, OptInstanceList
+from mmdet_lite.utils.nms_config import parse_nms_cfg
 
 from .cpu_ops import batched_nms as cpu_batched_nms
 from .cpu_ops import topk as cpu_topk
@@ -227,23 +228,12 @@ def batched_nms(boxes: Tensor,
         scores, keep = scores.sort(descending=True)
         return torch.cat([boxes[keep], scores[:, None]], -1), keep
 
-    nms_cfg = dict(nms_cfg)
-    nms_type = nms_cfg.pop('type', 'nms')
-    if nms_type != 'nms':
-        raise ValueError(f"nms_cfg type {nms_type!r} is not supported; only 'nms' is "
-                         '(mmcv compiled ops such as soft_nms are not available)')
-    if 'iou_threshold' not in nms_cfg:
-        raise KeyError(f"nms_cfg needs 'iou_threshold', got keys {sorted(nms_cfg)}")
-    if nms_cfg.get('offset', 0) != 0:
-        raise ValueError(f"nms_cfg offset must be 0, got {nms_cfg['offset']}")
-    class_agnostic = nms_cfg.get('class_agnostic', class_agnostic)
-    iou_threshold = float(nms_cfg['iou_threshold'])
+    iou_threshold, class_agnostic, max_num = parse_nms_cfg(nms_cfg, class_agnostic)
 
     if class_agnostic:
         idxs = torch.zeros_like(idxs)
     # torchvision's batched_nms (its groups over torch's threads): highest score first
     keep = cpu_batched_nms(boxes, scores, idxs, iou_threshold)
-    max_num = nms_cfg.get('max_num', -1)
     if max_num > 0:
         keep = keep[:max_num]
     return torch.cat([boxes[keep], scores[keep, None]], -1), keep
