@@ -84,19 +84,10 @@ def _run_parallel(fn: Callable, pieces: Sequence, workers: int) -> List:
 def roi_align(feats: Tensor, rois: Tensor, output_size: Tuple[int, int],
               spatial_scale: float = 1.0, sampling_ratio: int = 0,
               aligned: bool = True) -> Tensor:
-    """``torchvision.ops.roi_align``; on a CPU the weighted-gather kernel
-    (:func:`~.gather_roi_align.gather_roi_align`), forward and backward.
-
-    Args:
-        feats (Tensor): Feature maps [B, C, H, W].
-        rois (Tensor): [K, 5] rows of (batch_idx, x1, y1, x2, y2), ``feats``' dtype.
-        output_size (tuple[int, int]): (out_h, out_w).
-        spatial_scale (float): Feature-map scale relative to the RoI coordinates.
-        sampling_ratio (int): Samples per bin side; 0 picks ceil(roi_size / bin).
-        aligned (bool): Shift the RoIs by -0.5 px (pixel centres line up).
-
-    Returns:
-        Tensor: [K, C, out_h, out_w], torchvision's values up to float rounding.
+    """``torchvision.ops.roi_align``; on a CPU the weighted-gather kernel, forward and
+    backward. Arguments and result: :func:`~.gather_roi_align.gather_roi_align`'s (feats
+    [B, C, H, W], rois [K, 5] -> [K, C, out_h, out_w]); bf16/fp16 features are pooled in
+    float32 and the result cast back, as torchvision's autocast kernel does.
     """
     if not _use_cpu_kernels(feats):
         return torchvision.ops.roi_align(feats, rois, output_size, spatial_scale,
