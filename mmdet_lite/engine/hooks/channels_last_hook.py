@@ -18,8 +18,8 @@ class ChannelsLastHook(Hook):
 
     ``tools/train.py --channels-last`` adds it; in a config:
     ``custom_hooks = [dict(type='ChannelsLastHook')]``. Under DDP the model is converted
-    after wrapping (``before_run``); DDP then copies each gradient into its buckets, which
-    costs a little of the gain.
+    after wrapping (``before_run``), so DDP's gradient buckets keep the NCHW layout and
+    gradients are copied into them; that combination is not covered by the tests.
     """
 
     priority = 'VERY_HIGH'  # before any other hook runs the model
