@@ -182,6 +182,48 @@ def measure(fn: Callable[[], object], phase: str, model: str, repeat: int,
     return result
 
 
+def measure_interleaved(fns: Dict[str, Callable[[], object]], phase: str, repeat: int,
+                        warmup: int) -> List[PhaseResult]:
+    """Time several closures round-robin: repeat ``i`` of every one, then repeat ``i + 1``.
+
+    On a shared machine the speed drifts over minutes (other jobs, the allocator and page
+    cache warming up after the models are built); timed one after the other, the closure
+    measured first pays for it and the ratios between them move by 10-20%. Round-robin,
+    every closure sees the same conditions. CPU time only.
+
+    Args:
+        fns (dict[str, callable]): Model name -> the work of one repeat.
+        phase (str): Phase name for the report.
+        repeat (int): Timed rounds (>= 1).
+        warmup (int): Untimed rounds first (>= 0).
+
+    Returns:
+        list[PhaseResult]: One per closure, in ``fns``' order; ``peak_rss_mb`` is the peak
+        over all of them (they run in one process, side by side).
+    """
+    if repeat < 1:
+        raise ValueError(f'repeat must be >= 1, got {repeat}')
+    if warmup < 0:
+        raise ValueError(f'warmup must be >= 0, got {warmup}')
+    results = {name: PhaseResult(phase=phase, model=name, start_rss_mb=current_rss_mb())
+               for name in fns}
+    reset_peak_rss()
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            result = results[name]
+            start, cpu_start = time.perf_counter(), time.process_time()
+            result.output = fn()
+            result.times.append(time.perf_counter() - start)
+            result.cpu_times.append(time.process_time() - cpu_start)
+    peak = peak_rss_mb()
+    for result in results.values():
+        result.peak_rss_mb = peak
+    return list(results.values())
+
+
 def format_results(results: Sequence[PhaseResult]) -> str:
     """A fixed-width table, one row per (phase, model); times are in ms."""
     lines = [f'{"phase":<12}{"model":<19}{"median_ms":>11}{"min_ms":>10}{"max_ms":>10}'
@@ -345,100 +387,3 @@ def format_deform_attn_rows(rows: Sequence[Tuple[int, PhaseResult]],
                      f'{r.min_ms:>10.1f}{r.max_ms:>10.1f}{r.cpu_ms:>10.1f}{peak:>14.0f}')
     return '\n'.join(lines)
 
-
-# Imported before the measured package: the stack every mmdet_lite user loads anyway.
-IMPORT_BASELINE = ('torch', 'torchvision', 'mmengine', 'mmcv.cnn')
-
-
-def parse_importtime(stderr: str) -> List[Tuple[str, float, float]]:
-    """Parse the ``python -X importtime`` report.
-
-    Args:
-        stderr (str): What the interpreter wrote to stderr.
-
-    Returns:
-        list[tuple[str, float, float]]: ``(module, self_s, cumulative_s)`` per imported
-        module, in the report's order (children before their parent).
-    """
-    rows = []
-    for line in stderr.splitlines():
-        if not line.startswith('import time:') or 'self [us]' in line:
-            continue
-        self_us, cumulative_us, name = (part.strip() for part in
-                                        line.split(':', 1)[1].split('|', 2))
-        rows.append((name, int(self_us) / 1e6, int(cumulative_us) / 1e6))
-    return rows
-
-
-def measure_interleaved(fns: Dict[str, Callable[[], object]], phase: str, repeat: int,
-                        warmup: int) -> List[PhaseResult]:
-    """Time several closures round-robin: repeat ``i`` of every one, then repeat ``i + 1``.
-
-    On a shared machine the speed drifts over minutes (other jobs, the allocator and page
-    cache warming up after the models are built); timed one after the other, the closure
-    measured first pays for it and the ratios between them move by 10-20%. Round-robin,
-    every closure sees the same conditions. CPU time only.
-
-    Args:
-        fns (dict[str, callable]): Model name -> the work of one repeat.
-        phase (str): Phase name for the report.
-        repeat (int): Timed rounds (>= 1).
-        warmup (int): Untimed rounds first (>= 0).
-
-    Returns:
-        list[PhaseResult]: One per closure, in ``fns``' order; ``peak_rss_mb`` is the peak
-        over all of them (they run in one process, side by side).
-    """
-    if repeat < 1:
-        raise ValueError(f'repeat must be >= 1, got {repeat}')
-    if warmup < 0:
-        raise ValueError(f'warmup must be >= 0, got {warmup}')
-    results = {name: PhaseResult(phase=phase, model=name, start_rss_mb=current_rss_mb())
-               for name in fns}
-    reset_peak_rss()
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            result = results[name]
-            start, cpu_start = time.perf_counter(), time.process_time()
-            result.output = fn()
-            result.times.append(time.perf_counter() - start)
-            result.cpu_times.append(time.process_time() - cpu_start)
-    peak = peak_rss_mb()
-    for result in results.values():
-        result.peak_rss_mb = peak
-    return list(results.values())
-
-
-def measure_import(package: str, baseline: Sequence[str] = IMPORT_BASELINE,
-                   repeat: int = 5) -> Tuple[float, List[Tuple[str, float]]]:
-    """Seconds that ``import package`` costs after ``baseline`` is imported, in a fresh
-    interpreter each time (``python -X importtime``).
-
-    Args:
-        package (str): Module to measure, e.g. ``'mmdet_lite.models'``.
-        baseline (Sequence[str]): Modules imported first and not counted.
-        repeat (int): Fresh interpreters to start; the median is reported.
-
-    Returns:
-        tuple: The median cumulative import time of ``package`` (s), and the ten modules
-        with the largest self time in the last run, ``[(module, seconds), ...]``.
-    """
-    import subprocess
-    import sys
-    code = f'import {", ".join(baseline)}; import {package}'
-    times, rows = [], []
-    for _ in range(repeat):
-        proc = subprocess.run([sys.executable, '-X', 'importtime', '-c', code],
-                              capture_output=True, text=True, check=True)
-        rows = parse_importtime(proc.stderr)
-        cumulative = [total for name, _, total in rows if name == package]
-        if not cumulative:
-            raise ValueError(f'{package} was already imported by {", ".join(baseline)}')
-        times.append(cumulative[-1])
-    # the package's own subtree: the rows after the baseline's last top-level entry
-    start = max(i for i, (name, _, _) in enumerate(rows) if name in baseline) + 1
-    heaviest = sorted(((name, own) for name, own, _ in rows[start:]), key=lambda r: -r[1])
-    return statistics.median(times), heaviest[:10]

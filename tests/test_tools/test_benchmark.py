@@ -233,7 +233,7 @@ def test_copied_weights_give_torchvision_our_features_and_scores():
 
 
 def test_parse_importtime_reads_self_and_cumulative_seconds():
-    from mmdet_lite.analysis.benchmark import parse_importtime
+    from mmdet_lite.analysis.import_timing import parse_importtime
     report = ('import time: self [us] | cumulative | imported package\n'
               'import time:       120 |        120 |     pkg.child\n'
               'import time:      2500 |       2620 |   pkg\n'
@@ -242,7 +242,7 @@ def test_parse_importtime_reads_self_and_cumulative_seconds():
 
 
 def test_measure_import_counts_only_what_the_package_adds():
-    from mmdet_lite.analysis.benchmark import measure_import
+    from mmdet_lite.analysis.import_timing import measure_import
     seconds, heaviest = measure_import('email.mime.text', baseline=('os', ), repeat=1)
     assert 0 < seconds < 5
     assert heaviest and all(not name.startswith('os') for name, _ in heaviest)

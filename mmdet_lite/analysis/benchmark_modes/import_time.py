@@ -10,7 +10,8 @@ left from before) every module is compiled from source on every import, which to
 import argparse
 import os
 
-from ..benchmark import IMPORT_BASELINE, load_average, machine_summary, measure_import
+from ..benchmark import load_average, machine_summary
+from ..import_timing import IMPORT_BASELINE, measure_import
 
 
 def run_imports(args: argparse.Namespace) -> None:
